@@ -1,0 +1,145 @@
+"""Every size and step count in one place: model configs and the three profiles.
+
+``VQVAE_PROFILE`` = ``smoke`` (CI: each notebook under 60 s on 2 CPU cores),
+``class`` (default: each notebook at most 5 minutes on a 2-core laptop CPU) or
+``full`` (best quality, meant for a GPU).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, replace
+
+PROFILES = ("smoke", "class", "full")
+DEFAULT_PROFILE = "class"
+
+
+@dataclass(frozen=True)
+class VQVAEConfig:
+    in_channels: int = 1          # grayscale slices
+    hidden_channels: int = 64     # width of the encoder / decoder trunk
+    res_channels: int = 32        # bottleneck width inside a residual block
+    n_res_blocks: int = 2         # residual blocks at the code resolution (encoder and decoder each)
+    downsample: int = 4           # 4: 128x128 -> 32x32 codes; 8: 128x128 -> 16x16
+    codebook_size: int = 512      # K
+    embedding_dim: int = 64       # D
+    beta: float = 0.25            # commitment cost, on ||z_e - sg[e]||^2
+    ema: bool = True              # EMA codebook updates instead of the codebook loss
+    ema_decay: float = 0.99
+    ema_epsilon: float = 1e-5     # Laplace smoothing of the EMA cluster sizes
+    codebook_init: str = "data"   # "random" | "data" (sampled encoder outputs) | "kmeans"
+    restart_dead: bool = True     # re-seed unused codes from recent encoder outputs
+    dead_threshold: float = 1.0   # a code whose EMA usage (vectors per batch) falls below this is dead
+
+    def __post_init__(self):
+        if self.downsample not in (2, 4, 8):
+            raise ValueError(f"VQVAEConfig.downsample must be 2, 4 or 8, got {self.downsample}")
+        if self.codebook_init not in ("random", "data", "kmeans"):
+            raise ValueError(
+                "VQVAEConfig.codebook_init must be 'random', 'data' or 'kmeans', "
+                f"got {self.codebook_init!r}"
+            )
+        for name in ("hidden_channels", "res_channels", "codebook_size", "embedding_dim"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"VQVAEConfig.{name} must be positive, got {getattr(self, name)}")
+
+    @staticmethod
+    def reference() -> "VQVAEConfig":
+        """The DeepMind Sonnet example's model, the baseline everybody copies."""
+        return VQVAEConfig(hidden_channels=128, res_channels=32, n_res_blocks=2, downsample=4,
+                           codebook_size=512, embedding_dim=64, beta=0.25, ema=True,
+                           ema_decay=0.99, codebook_init="random", restart_dead=False)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    batch_size: int = 32
+    steps: int = 1000             # stop after this many optimizer steps ...
+    minutes: float | None = None  # ... or after this much training time, whichever comes first
+    lr: float = 1e-3
+    warmup_steps: int = 50
+    schedule: str = "cosine"      # "cosine" (decays to lr_min_ratio * lr at `steps`) | "constant"
+    lr_min_ratio: float = 0.05
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    eval_every: int = 200         # validation SSIM every N steps (0: never)
+    checkpoint_every: int = 200   # checkpoint every N steps (and always at the end)
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.steps < 1:
+            raise ValueError(f"TrainConfig.steps must be >= 1, got {self.steps}")
+        if self.minutes is not None and self.minutes <= 0:
+            raise ValueError(f"TrainConfig.minutes must be positive, got {self.minutes}")
+        if self.schedule not in ("cosine", "constant"):
+            raise ValueError(f"TrainConfig.schedule must be 'cosine' or 'constant', got {self.schedule!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    image_size: int               # slices are padded to square, then resized to this
+    vqvae: VQVAEConfig
+    vqvae_train: TrainConfig
+    eval_images: int | None       # cap on images scored in notebooks (None: the whole split)
+    description: str = ""
+    extras: dict = field(default_factory=dict)
+
+    def replace(self, **changes) -> "Profile":
+        return replace(self, **changes)
+
+
+def _smoke() -> Profile:
+    return Profile(
+        name="smoke", image_size=64,
+        vqvae=VQVAEConfig(hidden_channels=32, res_channels=16, n_res_blocks=1, codebook_size=64,
+                          embedding_dim=16),
+        vqvae_train=TrainConfig(batch_size=16, steps=60, lr=2e-3, warmup_steps=10,
+                                eval_every=30, checkpoint_every=30),
+        eval_images=64,
+        description="CI check: tiny sizes, each notebook under 60 s on 2 CPU cores",
+    )
+
+
+def _class() -> Profile:
+    return Profile(
+        name="class", image_size=128,
+        vqvae=VQVAEConfig(),
+        vqvae_train=TrainConfig(batch_size=32, steps=1500, minutes=3.5, lr=2e-3, warmup_steps=50,
+                                eval_every=250, checkpoint_every=250),
+        eval_images=None,
+        description="a class on laptops: each notebook at most 5 minutes on a 2-core CPU",
+    )
+
+
+def _full() -> Profile:
+    return Profile(
+        name="full", image_size=128,
+        vqvae=VQVAEConfig(hidden_channels=128, res_channels=64, n_res_blocks=3),
+        vqvae_train=TrainConfig(batch_size=64, steps=20000, lr=1e-3, warmup_steps=200,
+                                eval_every=1000, checkpoint_every=1000),
+        eval_images=None,
+        description="best quality; meant for a GPU",
+    )
+
+
+_PRESETS = {"smoke": _smoke, "class": _class, "full": _full}
+
+
+def profile_name(name: str | None = None) -> str:
+    """The profile asked for: ``name``, else ``$VQVAE_PROFILE``, else ``class``."""
+    name = name or os.environ.get("VQVAE_PROFILE") or DEFAULT_PROFILE
+    name = name.strip().lower()
+    if name not in _PRESETS:
+        raise ValueError(f"VQVAE_PROFILE must be one of {', '.join(PROFILES)}; got {name!r}")
+    return name
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """The sizes and step counts of a profile (see module docstring)."""
+    return _PRESETS[profile_name(name)]()
