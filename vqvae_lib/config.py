@@ -43,7 +43,7 @@ class VQVAEConfig:
                 raise ValueError(f"VQVAEConfig.{name} must be positive, got {getattr(self, name)}")
 
     @staticmethod
-    def reference() -> "VQVAEConfig":
+    def reference() -> VQVAEConfig:
         """The DeepMind Sonnet example's model, the baseline everybody copies."""
         return VQVAEConfig(hidden_channels=128, res_channels=32, n_res_blocks=2, downsample=4,
                            codebook_size=512, embedding_dim=64, beta=0.25, ema=True,
@@ -90,7 +90,7 @@ class Profile:
     description: str = ""
     extras: dict = field(default_factory=dict)
 
-    def replace(self, **changes) -> "Profile":
+    def replace(self, **changes) -> Profile:
         return replace(self, **changes)
 
 

@@ -1,0 +1,238 @@
+"""The data layer: layouts, splits, transforms, cache and every bad-input case."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vqvae_lib import data
+from vqvae_lib.data import load_dataset, pad_to_square, prepare_slice
+
+KAGGLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "oasis-kaggle" / "train"
+
+
+def _save(path: Path, array: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array.astype(np.uint8)).save(path)
+    return path
+
+
+def _slice(value: int, h: int = 20, w: int = 16) -> np.ndarray:
+    array = np.zeros((h, w), np.uint8)
+    array[4:-4, 3:-3] = value
+    return array
+
+
+def make_oasis(root: Path, subjects=("001", "002", "003"), slices=3, masks=True) -> Path:
+    for split, subject in zip(data.OASIS_SPLITS, subjects):
+        for k in range(slices):
+            _save(root / f"keras_png_slices_{split}" / f"case_{subject}_slice_{k}.nii.png", _slice(10 * k + 50))
+            if masks:
+                mask = np.zeros((20, 16), np.uint8)
+                mask[4:-4, 3:-3] = 85 * (1 + k % 3)
+                _save(root / f"keras_png_slices_seg_{split}" / f"seg_{subject}_slice_{k}.nii.png", mask)
+    return root
+
+
+def make_imagefolder(root: Path, per_class=10) -> Path:
+    for label, name in enumerate(("healthy", "sick")):
+        for i in range(per_class):
+            _save(root / name / f"img{i}.png", _slice(40 + 20 * label + i, 24, 24))
+    return root
+
+
+@pytest.fixture
+def cache_dir(tmp_path):
+    return tmp_path / "cache"
+
+
+def test_oasis_layout_splits_subjects_and_masks(tmp_path, cache_dir):
+    root = make_oasis(tmp_path / "oasis")
+    train = load_dataset(root, "train", 32, cache_dir=cache_dir)
+    test = load_dataset(root, "test", 32, cache_dir=cache_dir)
+    assert train.layout == "oasis" and len(train) == 3 and len(test) == 3
+    assert train.subjects == ["001"] * 3 and test.subjects == ["003"] * 3
+    assert train.slice_index.tolist() == [0, 1, 2]
+    assert train.images.shape == (3, 1, 32, 32) and train.images.dtype == torch.uint8
+    assert train.masks.shape == (3, 32, 32)
+    # masks 85/170/255 -> classes 1/2/3, paired with their own slice
+    assert [int(m.max()) for m in train.masks] == [1, 2, 3]
+    assert len(load_dataset(root, "all", 32, cache_dir=cache_dir)) == 9
+    item = train[0]
+    assert set(item) == {"image", "mask", "slice_index"}
+    assert 0.0 <= item["image"].min() and item["image"].max() <= 1.0
+
+
+def test_oasis_layout_without_masks(tmp_path, cache_dir):
+    root = make_oasis(tmp_path / "oasis", masks=False)
+    ds = load_dataset(root, "validate", 16, cache_dir=cache_dir)
+    assert ds.masks is None and "mask" not in ds[0]
+
+
+def test_transforms_pad_to_centred_square_then_resize():
+    image = Image.fromarray(np.full((10, 4), 200, np.uint8))
+    square = np.asarray(pad_to_square(image))
+    assert square.shape == (10, 10)
+    assert (square[:, 3:7] == 200).all() and (square[:, :3] == 0).all() and (square[:, 7:] == 0).all()
+    small = prepare_slice(image, 5)
+    assert small.shape == (5, 5) and small.dtype == np.uint8
+    assert small[:, 2].min() > 150 and small[:, 0].max() < 60  # antialiased, still centred
+    rgb = Image.fromarray(np.full((8, 8, 3), 255, np.uint8))
+    assert prepare_slice(rgb, 8).max() == 255
+
+
+def test_sixteen_bit_images_are_scaled(tmp_path):
+    path = tmp_path / "deep.png"
+    Image.fromarray(np.full((8, 8), 65535, np.uint16)).save(path)
+    with Image.open(path) as image:
+        assert prepare_slice(image, 8).min() == 255
+
+
+def test_imagefolder_labels_and_seeded_split(tmp_path, cache_dir):
+    root = make_imagefolder(tmp_path / "folders")
+    train = load_dataset(root, "train", 16, cache_dir=cache_dir)
+    val = load_dataset(root, "validate", 16, cache_dir=cache_dir)
+    assert train.layout == "imagefolder" and train.class_names == ["healthy", "sick"]
+    assert len(train) == 16 and len(val) == 4
+    assert set(train.paths).isdisjoint(val.paths)
+    assert sorted(train.paths + val.paths) == sorted(load_dataset(root, "all", 16, cache_dir=cache_dir).paths)
+    again = load_dataset(root, "validate", 16, cache_dir=cache_dir)
+    assert again.paths == val.paths
+    other_seed = load_dataset(root, "validate", 16, seed=1, cache_dir=cache_dir)
+    assert other_seed.paths != val.paths
+    assert train.labels.tolist() == [int("sick" in p) for p in train.paths]
+    with pytest.raises(ValueError, match="'test'"):
+        load_dataset(root, "test", 16, cache_dir=cache_dir)
+
+
+def test_plain_folder(tmp_path, cache_dir):
+    for i in range(5):
+        _save(tmp_path / "plain" / f"{i}.jpg", _slice(100))
+    ds = load_dataset(tmp_path / "plain", "all", 16, cache_dir=cache_dir)
+    assert ds.layout == "folder" and len(ds) == 5 and ds.labels is None
+
+
+@pytest.mark.skipif(not KAGGLE.is_dir(), reason="../shared/data/oasis-kaggle/train is not here")
+def test_real_oasis_derived_slices_as_imagefolder(cache_dir):
+    val = load_dataset(KAGGLE, "validate", 64, cache_dir=cache_dir)
+    assert val.class_names == ["MildDemented", "ModerateDemented", "NonDemented", "VeryMildDemented"]
+    assert len(val) == 1024  # 20 % of 5,121
+    assert val.images.shape == (1024, 1, 64, 64)
+    assert set(val.labels.unique().tolist()) <= {0, 1, 2, 3}
+    # real skull-stripped slices: dark corners, bright tissue in the middle
+    mean = val.float_images().mean(0)[0]
+    assert mean[:4, :4].max() < 0.05 and mean[28:36, 28:36].mean() > 0.2
+
+
+def test_cache_is_used_and_invalidated(tmp_path, cache_dir, monkeypatch):
+    root = make_oasis(tmp_path / "oasis")
+    first = load_dataset(root, "train", 16, cache_dir=cache_dir)
+    assert len(list(cache_dir.glob("slices-*.pt"))) == 1
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded again although the cache is valid")
+
+    monkeypatch.setattr(data, "_decode", no_decoding)
+    second = load_dataset(root, "train", 16, cache_dir=cache_dir)
+    assert torch.equal(first.images, second.images) and second.fingerprint == first.fingerprint
+    monkeypatch.undo()
+
+    changed = root / "keras_png_slices_train" / "case_001_slice_0.nii.png"
+    _save(changed, _slice(250, 22, 16))
+    third = load_dataset(root, "train", 16, cache_dir=cache_dir)
+    assert third.fingerprint != first.fingerprint
+    assert not torch.equal(third.images[0], first.images[0])
+    assert load_dataset(root, "train", 8, cache_dir=cache_dir).fingerprint != third.fingerprint
+
+
+def test_damaged_cache_is_rebuilt_with_a_warning(tmp_path, cache_dir):
+    root = make_oasis(tmp_path / "oasis")
+    first = load_dataset(root, "train", 16, cache_dir=cache_dir)
+    next(cache_dir.glob("slices-*.pt")).write_bytes(b"not a cache")
+    with pytest.warns(UserWarning, match="could not be read"):
+        again = load_dataset(root, "train", 16, cache_dir=cache_dir)
+    assert torch.equal(again.images, first.images)
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        load_dataset(tmp_path / "nowhere")
+
+
+def test_empty_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="empty"):
+        load_dataset(tmp_path / "empty", cache=False)
+
+
+def test_folder_in_no_known_layout(tmp_path):
+    (tmp_path / "odd" / "sub").mkdir(parents=True)
+    (tmp_path / "odd" / "notes.txt").write_text("hello")
+    with pytest.raises(ValueError, match="no known layout"):
+        load_dataset(tmp_path / "odd", cache=False)
+
+
+def test_corrupt_image_warns_with_count_and_name(tmp_path, cache_dir):
+    root = make_imagefolder(tmp_path / "folders")
+    broken = root / "sick" / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n this is not a png")
+    with pytest.warns(UserWarning, match=r"skipped 1 .*broken\.png"):
+        ds = load_dataset(root, "all", 16, cache_dir=cache_dir)
+    assert len(ds) == 20 and str(broken) not in ds.paths
+
+
+def test_all_images_corrupt_is_an_error(tmp_path):
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"{i}.png").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="none of the 3 images"):
+        load_dataset(folder, "all", cache=False)
+
+
+def test_mask_without_image(tmp_path):
+    root = make_oasis(tmp_path / "oasis")
+    orphan = _save(root / "keras_png_slices_seg_train" / "seg_001_slice_9.nii.png", _slice(85))
+    with pytest.raises(ValueError, match=f"mask {orphan} has no image"):
+        load_dataset(root, "train", cache=False)
+
+
+def test_image_without_mask(tmp_path):
+    root = make_oasis(tmp_path / "oasis")
+    lonely = _save(root / "keras_png_slices_train" / "case_001_slice_7.nii.png", _slice(85))
+    with pytest.raises(ValueError, match=f"image {lonely} has no mask"):
+        load_dataset(root, "train", cache=False)
+
+
+def test_badly_named_oasis_file(tmp_path):
+    root = make_oasis(tmp_path / "oasis")
+    _save(root / "keras_png_slices_train" / "slice7.png", _slice(85))
+    with pytest.raises(ValueError, match="slice7.png does not follow the OASIS naming"):
+        load_dataset(root, "train", cache=False)
+
+
+def test_missing_split_and_bad_arguments(tmp_path):
+    root = make_oasis(tmp_path / "oasis")
+    (root / "keras_png_slices_test").rename(root / "elsewhere")
+    with pytest.raises(ValueError, match="keras_png_slices_test"):
+        load_dataset(root, "test", cache=False)
+    with pytest.raises(ValueError, match="split must be one of"):
+        load_dataset(root, "dev", cache=False)
+    with pytest.raises(ValueError, match="image_size"):
+        load_dataset(root, "train", image_size=0, cache=False)
+
+
+def test_class_folder_without_images(tmp_path):
+    root = make_imagefolder(tmp_path / "folders")
+    (root / "empty_class").mkdir()
+    (root / "empty_class" / "readme.txt").write_text("no images")
+    with pytest.raises(ValueError, match="empty_class holds no images"):
+        load_dataset(root, "all", cache=False)
+
+
+def test_dataloader_batch(tmp_path, cache_dir):
+    root = make_oasis(tmp_path / "oasis")
+    ds = load_dataset(root, "all", 16, cache_dir=cache_dir)
+    batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=4)))
+    assert batch["image"].shape == (4, 1, 16, 16) and batch["mask"].shape == (4, 16, 16)

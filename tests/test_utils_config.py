@@ -1,0 +1,97 @@
+"""Device choice, seeding, paths, profiles, and the two dependency lists."""
+import re
+from pathlib import Path
+
+import pytest
+import tomllib
+import torch
+
+from vqvae_lib import config, utils
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_device_default_order_and_override(monkeypatch):
+    monkeypatch.delenv("VQVAE_DEVICE", raising=False)
+    expected = "cuda" if torch.cuda.is_available() else "mps" if utils._mps_available() else "cpu"
+    assert utils.get_device().type == expected
+    assert utils.get_device("cpu").type == "cpu"
+    monkeypatch.setenv("VQVAE_DEVICE", "cpu")
+    assert utils.get_device().type == "cpu"
+
+
+def test_device_refuses_what_is_not_there(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        utils.get_device("cuda")
+
+
+def test_set_seed_reproduces_every_generator():
+    import random
+
+    import numpy as np
+
+    def draw():
+        return random.random(), float(np.random.rand()), torch.rand(3).tolist()
+
+    gen = utils.set_seed(7)
+    first, first_gen = draw(), torch.rand(2, generator=gen).tolist()
+    gen = utils.set_seed(7)
+    assert draw() == first and torch.rand(2, generator=gen).tolist() == first_gen
+    utils.set_seed(8)
+    assert draw() != first
+
+
+def test_paths_come_from_the_package_not_the_cwd(monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("VQVAE_HOME", raising=False)
+    assert utils.project_root() == ROOT and (utils.project_root() / "pyproject.toml").is_file()
+    monkeypatch.setenv("VQVAE_HOME", str(tmp_path))
+    assert utils.data_dir() == tmp_path / "data"
+
+
+def test_atomic_writes_leave_no_temporary_files(tmp_path):
+    utils.atomic_write_bytes(tmp_path / "a.bin", b"123")
+    utils.atomic_torch_save({"x": torch.ones(2)}, tmp_path / "b.pt")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin", "b.pt"]
+    assert torch.load(tmp_path / "b.pt", weights_only=True)["x"].sum() == 2
+
+
+def test_profiles(monkeypatch):
+    monkeypatch.delenv("VQVAE_PROFILE", raising=False)
+    assert config.get_profile().name == "class"
+    monkeypatch.setenv("VQVAE_PROFILE", "smoke")
+    smoke = config.get_profile()
+    assert smoke.name == "smoke" and config.get_profile("full").name == "full"
+    assert smoke.image_size < config.get_profile("class").image_size
+    for name in config.PROFILES:
+        profile = config.get_profile(name)
+        assert profile.image_size % profile.vqvae.downsample == 0
+    monkeypatch.setenv("VQVAE_PROFILE", "huge")
+    with pytest.raises(ValueError, match="VQVAE_PROFILE must be one of"):
+        config.get_profile()
+
+
+def test_config_validation():
+    with pytest.raises(ValueError, match="downsample"):
+        config.VQVAEConfig(downsample=3)
+    with pytest.raises(ValueError, match="codebook_init"):
+        config.VQVAEConfig(codebook_init="magic")
+    with pytest.raises(ValueError, match="steps"):
+        config.TrainConfig(steps=0)
+
+
+def _names(requirements):
+    return {re.split(r"[<>=!~\[; ]", r.strip(), maxsplit=1)[0].lower().replace("_", "-") for r in requirements}
+
+
+def test_environment_yml_and_pyproject_name_the_same_dependencies():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = _names(project["dependencies"]) | _names(project["optional-dependencies"]["dev"])
+    text = (ROOT / "environment.yml").read_text()
+    lines = text.split("dependencies:", 1)[1].splitlines()
+    listed = [line.strip()[2:] for line in lines if line.strip().startswith("- ")]
+    conda = _names(x for x in listed if not x.startswith(("python", "pip", "-e")))
+    assert conda == wanted
+    assert any(x.startswith("python=3.11") for x in listed)
+    assert "torch==2.13.0" not in (ROOT / "pyproject.toml").read_text()
