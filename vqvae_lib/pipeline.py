@@ -1,0 +1,107 @@
+"""Train, save, load and evaluate a VQ-VAE on a slice source: what the notebooks, the CLI and the
+benchmarks share. ``load_or_train_vqvae`` lets every later notebook run on its own."""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from .config import Profile, TrainConfig, VQVAEConfig, get_profile
+from .data import SliceDataset, default_eval_split, load_dataset
+from .metrics import ReconstructionEval, evaluate_reconstruction
+from .train import FitResult, fit, load_checkpoint, reconstruction_validator, vqvae_loss
+from .utils import atomic_write_bytes, get_device, runs_dir
+from .vqvae import VQVAE
+
+VAL_IMAGES = 256  # held-out slices scored at each validation during training
+
+
+def source_tag(source: str) -> str:
+    """A short folder-safe name for a source: ``default`` or the folder's name."""
+    name = "default" if str(source) in ("default", "mni152") else Path(str(source)).expanduser().resolve().name
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", name) or "source"
+
+
+def default_run_dir(profile: Profile, source: str = "default") -> Path:
+    return runs_dir() / f"{profile.name}-{source_tag(source)}"
+
+
+def held_out(source: str, image_size: int, split: str | None = None) -> SliceDataset:
+    """The split scores are reported on: ``test`` where the source has one, else the seeded hold-out."""
+    return load_dataset(source, split or default_eval_split(source), image_size)
+
+
+def train_vqvae(source: str, out_dir: str | Path, model_cfg: VQVAEConfig, train_cfg: TrainConfig,
+                image_size: int, *, device: torch.device | None = None, progress: bool = True,
+                val_images: int = VAL_IMAGES) -> FitResult:
+    """Train (or resume, or just load when finished) ``out_dir/vqvae.pt``; history goes to history.json.
+
+    Validation uses the source's ``validate`` split (its seeded hold-out when it has no splits).
+    """
+    device = device or get_device()
+    train_set = load_dataset(source, "train", image_size)
+    val_set = load_dataset(source, "validate", image_size)
+    out_dir = Path(out_dir)
+    model = VQVAE(model_cfg).to(device)
+    model.image_size = image_size
+    meta = {"kind": "vqvae", "config": model_cfg.to_dict(), "image_size": image_size,
+            "source": str(train_set.source), "layout": train_set.layout}
+    result = fit(model, train_set.images, vqvae_loss, train_cfg, checkpoint=out_dir / "vqvae.pt",
+                 validate=reconstruction_validator(val_set.images[:val_images]), meta=meta,
+                 fingerprint=train_set.fingerprint, progress=progress)
+    payload = {"history": result.history, "steps": result.step, "train_seconds": result.train_seconds,
+               "stopped": result.stopped, "images_per_second": _throughput(result, train_cfg.batch_size)}
+    atomic_write_bytes(out_dir / "history.json", json.dumps(payload).encode())
+    return result
+
+
+def _throughput(result: FitResult, batch_size: int) -> float:
+    return result.step * batch_size / result.train_seconds if result.train_seconds > 0 else 0.0
+
+
+def load_vqvae(path: str | Path, device: torch.device | None = None) -> VQVAE:
+    """A trained VQ-VAE from its checkpoint, in eval mode (``torch.load(weights_only=True)``)."""
+    ckpt = load_checkpoint(path, map_location=device or get_device())
+    if ckpt.get("meta", {}).get("kind") != "vqvae":
+        raise ValueError(f"{path} is not a VQ-VAE checkpoint (kind={ckpt.get('meta', {}).get('kind')!r})")
+    model = VQVAE(VQVAEConfig(**ckpt["meta"]["config"])).to(device or get_device())
+    model.load_state_dict(ckpt["model"])
+    model.image_size = int(ckpt["meta"]["image_size"])
+    return model.eval()
+
+
+def load_or_train_vqvae(profile: Profile | str | None = None, source: str = "default", *,
+                        out_dir: str | Path | None = None, progress: bool = True) -> tuple[VQVAE, FitResult]:
+    """The profile's VQ-VAE on ``source``: loaded from runs/<profile>-<source>/vqvae.pt when training
+    has finished there, resumed when it was interrupted, trained from scratch otherwise."""
+    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    out_dir = Path(out_dir) if out_dir is not None else default_run_dir(profile, source)
+    result = train_vqvae(source, out_dir, profile.vqvae, profile.vqvae_train, profile.image_size,
+                         progress=progress)
+    return result.model, result
+
+
+def evaluate_vqvae(model: VQVAE, source: str, split: str | None = None, image_size: int | None = None,
+                   limit: int | None = None) -> ReconstructionEval:
+    """Per-image SSIM / PSNR / MSE and code usage of ``model`` on a split (default: the held-out one)."""
+    size = image_size or _image_size_of(model)
+    images = held_out(source, size, split).images
+    return evaluate_reconstruction(model, images[:limit] if limit else images)
+
+
+def _image_size_of(model: VQVAE) -> int:
+    size = getattr(model, "image_size", None)
+    if size is None:
+        raise ValueError("pass image_size: this model does not record the size it was trained at")
+    return size
+
+
+def with_minutes(cfg: TrainConfig, minutes: float | None, steps: int | None) -> TrainConfig:
+    """A wall-clock budget and/or a step count on top of a profile's training config."""
+    if minutes is not None and steps is None:
+        steps = 10**9  # the budget decides; the schedule anneals by elapsed time
+    return replace(cfg, minutes=minutes if minutes is not None else cfg.minutes if steps is None else None,
+                   steps=steps if steps is not None else cfg.steps)

@@ -1,0 +1,217 @@
+"""The vector quantizer of VQ-VAE (van den Oord et al. 2017), and the tricks that keep a codebook alive.
+
+Each encoder output vector z_e is replaced by its nearest code e (squared L2 distance). The decoder
+sees e, the encoder gets the decoder's gradient through the straight-through estimator, and two
+extra terms pull codes and encoder outputs together:
+
+    loss = ||sg[z_e] - e||^2  +  beta * ||z_e - sg[e]||^2
+           codebook loss          commitment loss (beta multiplies this one)
+
+Options: EMA codebook updates instead of the codebook loss (paper appendix), codebook initialisation
+from encoder outputs ("data") or their k-means centroids ("kmeans"), and restarts of dead codes.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import VQVAEConfig
+
+INITS = ("random", "data", "kmeans")
+
+
+class QuantizerOutput(NamedTuple):
+    quantized: torch.Tensor        # (B, D, h, w) the codes, with a straight-through gradient to z_e
+    indices: torch.Tensor          # (B, h, w) long: index of the nearest code
+    loss: torch.Tensor             # scalar: codebook_loss + beta * commitment_loss
+    codebook_loss: torch.Tensor    # scalar: ||sg[z_e] - e||^2 (zero with EMA updates)
+    commitment_loss: torch.Tensor  # scalar: ||z_e - sg[e]||^2, the term that beta multiplies
+    perplexity: torch.Tensor       # scalar: exp(entropy of the batch's code histogram)
+    active_codes: int              # distinct codes used in the batch
+
+
+def flatten(z: torch.Tensor) -> torch.Tensor:
+    """(B, D, h, w) -> (B*h*w, D): one row per spatial position."""
+    return z.permute(0, 2, 3, 1).reshape(-1, z.shape[1])
+
+
+def squared_distances(x: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """||x_n - c_k||^2 for x (N, D) and codes (K, D) -> (N, K), always in fp32."""
+    x, codes = x.float(), codes.float()
+    cross = torch.addmm(codes.pow(2).sum(1), x, codes.t(), alpha=-2)  # ||c_k||^2 - 2 x_n.c_k, (N, K)
+    return x.pow(2).sum(1, keepdim=True) + cross
+
+
+def sample_rows(x: torch.Tensor, n: int) -> torch.Tensor:
+    """n random rows of x (N, D): without replacement when N >= n, else with replacement."""
+    if x.shape[0] >= n:
+        idx = torch.randperm(x.shape[0], device=x.device)[:n]
+    else:
+        idx = torch.randint(x.shape[0], (n,), device=x.device)
+    return x[idx]  # (n, D)
+
+
+def kmeans(x: torch.Tensor, k: int, iters: int = 10) -> torch.Tensor:
+    """Lloyd's k-means on the rows of x (N, D) -> centroids (k, D). An empty cluster keeps its centroid."""
+    centroids = sample_rows(x, k)  # (k, D)
+    for _ in range(iters):
+        assign = squared_distances(x, centroids).min(1).indices  # (N,)
+        counts = torch.bincount(assign, minlength=k).unsqueeze(1).to(x.dtype)  # (k, 1)
+        sums = torch.zeros_like(centroids).index_add_(0, assign, x)  # (k, D)
+        centroids = torch.where(counts > 0, sums / counts.clamp(min=1), centroids)
+    return centroids
+
+
+def perplexity(counts: torch.Tensor) -> torch.Tensor:
+    """exp(entropy) of a code histogram (K,): 1 when one code is used, K when all are used equally."""
+    p = counts.float() / counts.sum()
+    return torch.exp(-(p * torch.log(p.clamp(min=1e-10))).sum())
+
+
+class VectorQuantizer(nn.Module):
+    """Nearest-neighbour lookup in a codebook of K vectors of dimension D.
+
+    ema:          move the codes by running averages of their assigned vectors (no codebook loss)
+    init:         "random" | "data" (K encoder outputs of the first training batch) | "kmeans"
+    restart_dead: in training, re-seed codes whose usage (EMA of vectors per batch) < dead_threshold
+    """
+
+    def __init__(self, codebook_size: int, embedding_dim: int, beta: float = 0.25, ema: bool = False,
+                 ema_decay: float = 0.99, ema_epsilon: float = 1e-5, init: str = "random",
+                 restart_dead: bool = False, dead_threshold: float = 1.0):
+        super().__init__()
+        if init not in INITS:
+            raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        self.codebook_size = codebook_size
+        self.embedding_dim = embedding_dim
+        self.beta = beta
+        self.ema = ema
+        self.ema_decay = ema_decay
+        self.ema_epsilon = ema_epsilon
+        self.init = init
+        self.restart_dead = restart_dead
+        self.dead_threshold = dead_threshold
+        K = codebook_size
+        codes = torch.empty(K, embedding_dim).uniform_(-1 / K, 1 / K)  # (K, D)
+        # with EMA the running averages move the codes, not the optimizer
+        self.embeddings = nn.Parameter(codes, requires_grad=not ema)
+        if ema:
+            # each code starts as one vector lying on itself: N_i = 1, m_i = e_i, so m_i / N_i = e_i
+            self.register_buffer("ema_cluster_size", torch.ones(K))  # N_i
+            self.register_buffer("ema_embed_sum", codes.clone())     # m_i
+        self.register_buffer("usage", torch.full((K,), float(dead_threshold)))  # EMA of vectors per batch
+        self.register_buffer("initialized", torch.tensor(init == "random"))
+        self.register_buffer("restarts", torch.zeros((), dtype=torch.long))  # codes restarted so far
+
+    @classmethod
+    def from_config(cls, cfg: VQVAEConfig) -> VectorQuantizer:
+        return cls(cfg.codebook_size, cfg.embedding_dim, beta=cfg.beta, ema=cfg.ema,
+                   ema_decay=cfg.ema_decay, ema_epsilon=cfg.ema_epsilon, init=cfg.codebook_init,
+                   restart_dead=cfg.restart_dead, dead_threshold=cfg.dead_threshold)
+
+    @property
+    def codebook(self) -> torch.Tensor:
+        return self.embeddings  # (K, D)
+
+    def forward(self, z_e: torch.Tensor) -> QuantizerOutput:
+        self._check(z_e)
+        B, D, h, w = z_e.shape
+        z = flatten(z_e).float()  # (N, D), N = B*h*w; fp32 even under autocast
+        if self.training and not bool(self.initialized):
+            self.init_codebook(z.detach())
+        indices = self.nearest(z_e).flatten()  # (N,)
+        e = F.embedding(indices, self.embeddings).float()  # (N, D)
+        commitment_loss = F.mse_loss(z, e.detach())
+        codebook_loss = z.new_zeros(()) if self.ema else F.mse_loss(e, z.detach())
+        loss = codebook_loss + self.beta * commitment_loss
+        quantized = z + (e - z).detach()  # straight-through: the value of e, the gradient of z
+        counts = torch.bincount(indices, minlength=self.codebook_size)  # (K,)
+        if self.training:
+            self.update(z.detach(), indices, counts)
+        return QuantizerOutput(
+            quantized=quantized.view(B, h, w, D).permute(0, 3, 1, 2).contiguous(),  # (B, D, h, w)
+            indices=indices.view(B, h, w),
+            loss=loss,
+            codebook_loss=codebook_loss,
+            commitment_loss=commitment_loss,
+            perplexity=perplexity(counts),
+            active_codes=int((counts > 0).sum()),
+        )
+
+    @torch.no_grad()
+    def nearest(self, z_e: torch.Tensor) -> torch.Tensor:
+        """Index of the nearest code for every position: (B, D, h, w) -> (B, h, w). No side effects."""
+        self._check(z_e)
+        B, _, h, w = z_e.shape
+        distances = squared_distances(flatten(z_e), self.embeddings)  # (B*h*w, K)
+        return distances.min(1).indices.view(B, h, w)  # the argmin (min(1) is faster on CPU)
+
+    def lookup(self, indices: torch.Tensor) -> torch.Tensor:
+        """Codes of an index map: (B, h, w) -> (B, D, h, w)."""
+        return F.embedding(indices, self.embeddings).permute(0, 3, 1, 2).contiguous()
+
+    @torch.no_grad()
+    def update(self, z_flat: torch.Tensor, indices: torch.Tensor, counts: torch.Tensor) -> None:
+        """Training-time bookkeeping after a batch: usage, EMA codebook update, dead-code restarts."""
+        self.usage.mul_(self.ema_decay).add_(counts.float(), alpha=1 - self.ema_decay)
+        if self.ema:
+            self.ema_update(z_flat, indices, counts)
+        if self.restart_dead:
+            self.restart_dead_codes(z_flat)
+
+    @torch.no_grad()
+    def ema_update(self, z_flat: torch.Tensor, indices: torch.Tensor, counts: torch.Tensor) -> None:
+        """N_i <- g N_i + (1-g) n_i,  m_i <- g m_i + (1-g) sum_{z -> i} z,  e_i = m_i / N_i.
+
+        For e_i only, N_i is Laplace-smoothed, (N_i + eps) / (n + K eps) * n with n = sum_i N_i,
+        so that a code with no vectors never divides by zero. The buffer keeps the raw N_i.
+        """
+        g, eps, K = self.ema_decay, self.ema_epsilon, self.codebook_size
+        embed_sum = torch.zeros_like(self.ema_embed_sum).index_add_(0, indices, z_flat)  # (K, D)
+        self.ema_cluster_size.mul_(g).add_(counts.float(), alpha=1 - g)
+        self.ema_embed_sum.mul_(g).add_(embed_sum, alpha=1 - g)
+        n = self.ema_cluster_size.sum()
+        size = (self.ema_cluster_size + eps) / (n + K * eps) * n  # (K,)
+        self.embeddings.copy_(self.ema_embed_sum / size.unsqueeze(1))
+
+    @torch.no_grad()
+    def init_codebook(self, z_flat: torch.Tensor) -> None:
+        """Codebook from encoder outputs z_flat (N, D): K sampled rows ("data") or k-means centroids."""
+        z = z_flat.float()
+        codes = kmeans(z, self.codebook_size) if self.init == "kmeans" else sample_rows(z, self.codebook_size)
+        self.embeddings.copy_(codes)
+        if self.ema:
+            self.ema_cluster_size.fill_(1.0)
+            self.ema_embed_sum.copy_(codes)
+        self.initialized.fill_(True)
+
+    @torch.no_grad()
+    def restart_dead_codes(self, z_flat: torch.Tensor) -> int:
+        """Move every code with usage < dead_threshold onto a random row of z_flat (N, D), plus a
+        little noise, and reset its usage (and EMA statistics). Returns how many codes moved."""
+        dead = (self.usage < self.dead_threshold).nonzero().squeeze(1)  # (n_dead,)
+        n_dead = dead.numel()
+        if n_dead == 0:
+            return 0
+        z = z_flat.float()
+        codes = sample_rows(z, n_dead)  # (n_dead, D)
+        codes = codes + 0.01 * z.std() * torch.randn_like(codes)
+        self.embeddings[dead] = codes
+        self.usage[dead] = self.dead_threshold
+        if self.ema:
+            self.ema_cluster_size[dead] = 1.0
+            self.ema_embed_sum[dead] = codes
+        self.restarts += n_dead
+        return n_dead
+
+    def _check(self, z_e: torch.Tensor) -> None:
+        if z_e.ndim != 4 or z_e.shape[1] != self.embedding_dim:
+            raise ValueError(f"VectorQuantizer expects (B, {self.embedding_dim}, h, w), "
+                             f"got shape {tuple(z_e.shape)}")
+
+    def extra_repr(self) -> str:
+        return (f"codebook_size={self.codebook_size}, embedding_dim={self.embedding_dim}, "
+                f"beta={self.beta}, ema={self.ema}, init={self.init!r}, restart_dead={self.restart_dead}")

@@ -1,0 +1,328 @@
+"""One step-based training loop for the VQ-VAE and the PixelCNN prior: schedule, checkpoints, resume.
+
+``fit`` draws batches ``data[idx]`` from epoch-wise permutations of a dedicated generator, takes AdamW
+steps with warmup + cosine decay and gradient clipping, and stops after ``cfg.steps`` steps or
+``cfg.minutes`` of training time. It writes a checkpoint every ``cfg.checkpoint_every`` steps and at the
+end; given an existing checkpoint it resumes exactly where that one stopped: an interrupted run that is
+resumed produces the same weights as an uninterrupted one, bit for bit (on the same device, and without
+``cfg.minutes``, whose schedule follows the clock).
+
+Time accounting: only the training steps (forward, backward, clipping, optimizer step) count towards
+``cfg.minutes``; data loading, start-up, validation and checkpoint writes do not.
+
+Divergence: a non-finite loss or gradient norm, or a loss above ``DIVERGENCE_FACTOR`` times the median
+loss of the first ``DIVERGENCE_WINDOW`` steps, stops training with ``TrainingDiverged`` before the
+update is applied; the last checkpoint on disk is left as it was.
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from time import perf_counter
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .config import TrainConfig
+from .metrics import evaluate_reconstruction
+from .utils import atomic_torch_save, set_seed
+
+LossFn = Callable[[nn.Module, Tensor, Tensor | None], tuple[Tensor, dict]]  # (model, batch, labels)
+CHECKPOINT_FORMAT = "vqvae_lib.checkpoint.v1"
+DIVERGENCE_WINDOW = 20     # the first steps whose median loss is the reference ...
+DIVERGENCE_FACTOR = 1e3    # ... that a later loss may not exceed by this factor
+RESERVED = ("step", "loss", "lr", "seconds")
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss (or gradient) became non-finite or exploded; training stopped before the update."""
+
+
+@dataclass
+class FitResult:
+    model: nn.Module
+    history: dict[str, list]   # step, loss, lr, seconds, each loss_fn metric; val_step, val_<name>
+    step: int                  # optimizer steps taken in total (including those before a resume)
+    train_seconds: float       # training time in total (including before a resume)
+    stopped: str               # "steps" | "minutes"
+    checkpoint: Path | None
+    start_step: int = 0        # the step this call started from (the checkpoint's step on resume)
+
+
+def learning_rate(cfg: TrainConfig, step: int, progress: float | None = None) -> float:
+    """The learning rate of step ``step`` (0-based): linear warmup times a cosine decay over ``progress``.
+
+    ``progress`` in [0, 1] defaults to ``step / cfg.steps``; the decay ends at ``lr_min_ratio * lr``.
+    """
+    progress = min(step / cfg.steps if progress is None else progress, 1.0)
+    warmup = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps > 0 else 1.0
+    if cfg.schedule == "constant":
+        return cfg.lr * warmup
+    decay = cfg.lr_min_ratio + (1 - cfg.lr_min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    return cfg.lr * warmup * decay
+
+
+class BatchSampler:
+    """Batches of indices without replacement: a fresh permutation per epoch, the tail dropped."""
+
+    def __init__(self, n: int, batch_size: int, seed: int):
+        self.n, self.batch_size = n, min(batch_size, n)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.permutation = torch.randperm(n, generator=self.generator)
+        self.position = 0
+
+    def next_indices(self) -> Tensor:
+        if self.position + self.batch_size > self.n:
+            self.permutation = torch.randperm(self.n, generator=self.generator)
+            self.position = 0
+        idx = self.permutation[self.position:self.position + self.batch_size]  # (B,)
+        self.position += self.batch_size
+        return idx
+
+    def state_dict(self) -> dict:
+        return {"permutation": self.permutation.clone(), "position": self.position,
+                "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.permutation = state["permutation"].cpu().long()
+        self.position = int(state["position"])
+        self.generator.set_state(state["generator"].cpu())
+
+
+def _rng_state() -> dict:
+    """Every global random state, as tensors and lists (loadable with ``weights_only=True``)."""
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)),
+                  int(np_state[2]), int(np_state[3]), float(np_state[4])],
+        "python": [py_state[0], list(py_state[1]), py_state[2]],
+    }
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"].cpu())
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+    name, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((name, keys.cpu().numpy().astype(np.uint32), int(pos), int(has_gauss), gauss))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+
+
+def load_checkpoint(path, map_location=None) -> dict:
+    """Read a checkpoint written by ``fit`` (with ``weights_only=True``); clear errors otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:
+        raise ValueError(f"{path} is not a vqvae_lib checkpoint (torch.load failed: {err})") from err
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a vqvae_lib checkpoint (no format tag {CHECKPOINT_FORMAT!r})")
+    return ckpt
+
+
+def checkpoint_fingerprint(path) -> str:
+    """A short sha256 of the checkpoint file's bytes: a key for caches derived from it."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def _all_finite(model: nn.Module) -> bool:
+    tensors = [*model.parameters(), *model.buffers()]
+    return all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point())
+
+
+def _divergence(loss: float, history: dict) -> str | None:
+    """Why ``loss`` counts as divergence, or None when it is fine."""
+    if not math.isfinite(loss):
+        return "the loss is not finite"
+    first = history.get("loss", [])[:DIVERGENCE_WINDOW]
+    if len(first) == DIVERGENCE_WINDOW and loss > DIVERGENCE_FACTOR * float(np.median(first)):
+        return f"above {DIVERGENCE_FACTOR:g} x the median loss of the first {DIVERGENCE_WINDOW} steps"
+    return None
+
+
+def _scalar(value) -> float:
+    return float(value.detach()) if isinstance(value, Tensor) else float(value)
+
+
+def _record(history: dict, values: dict) -> None:
+    for name, value in values.items():
+        history.setdefault(name, []).append(value)
+
+
+@dataclass
+class _Run:
+    """The state of one training run: everything a checkpoint holds."""
+    model: nn.Module
+    cfg: TrainConfig
+    sampler: BatchSampler
+    path: Path | None
+    fingerprint: str
+    meta: dict
+    step: int = 0
+    seconds: float = 0.0
+    history: dict = field(default_factory=dict)
+    saved_step: int | None = None
+
+    def __post_init__(self):
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+
+    def stop_reason(self) -> str | None:
+        if self.step >= self.cfg.steps:
+            return "steps"
+        if self.cfg.minutes is not None and self.seconds >= self.cfg.minutes * 60:
+            return "minutes"
+        return None
+
+    def lr(self) -> float:
+        progress = self.step / self.cfg.steps
+        if self.cfg.minutes is not None:  # a time-budgeted run anneals by whichever comes first
+            progress = max(progress, self.seconds / (self.cfg.minutes * 60))
+        return learning_rate(self.cfg, self.step, progress)
+
+    def kept(self) -> str:
+        if self.path is None:
+            return "no checkpoint is kept (checkpoint=None)"
+        if self.saved_step is None:
+            return f"no checkpoint had been written yet to {self.path}"
+        return f"the last good checkpoint {self.path} (step {self.saved_step}) was kept"
+
+    def train_step(self, loss_fn: LossFn, batch: Tensor, labels: Tensor | None, lr: float):
+        """One AdamW step -> (loss, metrics); raises TrainingDiverged before a bad update."""
+        loss, metrics = loss_fn(self.model, batch, labels)
+        value, metrics = float(loss.detach()), {name: _scalar(v) for name, v in metrics.items()}
+        if clash := set(metrics) & set(RESERVED):
+            raise ValueError(f"loss_fn metrics may not be named {sorted(clash)}: history uses them")
+        if (reason := _divergence(value, self.history)) is not None:
+            raise TrainingDiverged(f"training diverged at step {self.step + 1}: loss {value:.6g} ({reason}); "
+                                   f"{self.kept()}")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        max_norm = self.cfg.grad_clip if self.cfg.grad_clip > 0 else math.inf
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, max_norm))
+        if not math.isfinite(grad_norm):
+            raise TrainingDiverged(f"training diverged at step {self.step + 1}: loss {value:.6g}, gradient "
+                                   f"norm {grad_norm} is not finite; {self.kept()}")
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.step()
+        return value, metrics
+
+    def validate(self, validate: Callable[[nn.Module], dict]) -> None:
+        scores = {f"val_{name}": float(v) for name, v in validate(self.model).items()}
+        self.model.train()
+        _record(self.history, {"val_step": self.step, **scores})
+
+    def save(self) -> None:
+        if not _all_finite(self.model):
+            raise TrainingDiverged(f"non-finite weights at step {self.step}; {self.kept()}")
+        atomic_torch_save({
+            "format": CHECKPOINT_FORMAT, "meta": self.meta, "train_config": self.cfg.to_dict(),
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "step": self.step,
+            "train_seconds": self.seconds, "history": self.history, "sampler": self.sampler.state_dict(),
+            "rng": _rng_state(), "fingerprint": self.fingerprint,
+        }, self.path)
+        self.saved_step = self.step
+
+    def resume(self, device: torch.device) -> None:
+        """Restore everything ``save`` wrote; refuse a checkpoint of other data or another model."""
+        ckpt = load_checkpoint(self.path, map_location=device)
+        if ckpt["fingerprint"] != self.fingerprint:
+            raise ValueError(f"checkpoint {self.path} was trained on data with fingerprint "
+                             f"{ckpt['fingerprint']!r}, but this run's data has fingerprint "
+                             f"{self.fingerprint!r}; delete the checkpoint or choose another path")
+        try:
+            self.model.load_state_dict(ckpt["model"])
+        except RuntimeError as err:
+            raise ValueError(f"checkpoint {self.path} does not fit this model: {err}") from err
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.sampler.load_state_dict(ckpt["sampler"])
+        _set_rng_state(ckpt["rng"])
+        self.step, self.seconds = int(ckpt["step"]), float(ckpt["train_seconds"])
+        self.history = {name: list(values) for name, values in ckpt["history"].items()}
+        self.saved_step = self.step
+
+
+def _next_batch(sampler: BatchSampler, data: Tensor, labels: Tensor | None, device):
+    idx = sampler.next_indices()                                      # (B,)
+    batch = data[idx.to(data.device)].to(device, non_blocking=True)   # (B, ...) uint8 images or long codes
+    if labels is None:
+        return batch, None
+    return batch, labels[idx.to(labels.device)].to(device)
+
+
+def fit(model: nn.Module, data: Tensor, loss_fn: LossFn, cfg: TrainConfig, *, labels: Tensor | None = None,
+        checkpoint=None, validate: Callable[[nn.Module], dict] | None = None, meta: dict | None = None,
+        fingerprint: str = "", progress: bool = True) -> FitResult:
+    """Train ``model`` on ``data`` (N, ...) with ``loss_fn(model, batch, labels) -> (loss, metrics)``.
+
+    ``checkpoint``: a path; if the file exists the run resumes from it (same ``fingerprint`` required),
+    and it is rewritten every ``cfg.checkpoint_every`` steps and at the end. ``validate(model)`` returns
+    a dict of floats; it runs every ``cfg.eval_every`` steps and at the end. ``meta`` (plain values:
+    str, int, float, bool, None, lists, dicts) is stored in the checkpoint. A fresh run seeds Python,
+    NumPy and torch with ``cfg.seed``; a resumed run restores their states. The model ends in eval mode.
+    """
+    if len(data) == 0:
+        raise ValueError("fit needs at least one training example; data is empty")
+    if labels is not None and len(labels) != len(data):
+        raise ValueError(f"labels ({len(labels)}) and data ({len(data)}) differ in length")
+    device = next(model.parameters()).device
+    path = Path(checkpoint) if checkpoint is not None else None
+    sampler = BatchSampler(len(data), cfg.batch_size, cfg.seed)
+    run = _Run(model, cfg, sampler, path, fingerprint, dict(meta or {}))
+    if path is not None and path.exists():
+        run.resume(device)
+    else:
+        set_seed(cfg.seed)
+    start_step = run.step
+    model.train()
+    with tqdm(total=cfg.steps, initial=run.step, disable=not progress, desc=run.meta.get("kind", "fit")) as bar:
+        while (stopped := run.stop_reason()) is None:
+            batch, batch_labels = _next_batch(run.sampler, data, labels, device)
+            lr = run.lr()
+            start = perf_counter()
+            loss, metrics = run.train_step(loss_fn, batch, batch_labels, lr)
+            run.seconds += perf_counter() - start
+            run.step += 1
+            _record(run.history, {"step": run.step, "loss": loss, "lr": lr, "seconds": run.seconds, **metrics})
+            bar.update(1)
+            bar.set_postfix({"loss": f"{loss:.4g}", **{k: f"{v:.4g}" for k, v in metrics.items()}}, refresh=False)
+            if validate is not None and cfg.eval_every > 0 and run.step % cfg.eval_every == 0:
+                run.validate(validate)
+            if path is not None and cfg.checkpoint_every > 0 and run.step % cfg.checkpoint_every == 0:
+                run.save()
+    validated = validate is not None and run.history.get("val_step", [None])[-1] != run.step
+    if validated:
+        run.validate(validate)
+    if path is not None and (validated or run.saved_step != run.step):
+        run.save()
+    model.eval()
+    return FitResult(model=model, history=run.history, step=run.step, train_seconds=run.seconds,
+                     stopped=stopped, checkpoint=path, start_step=start_step)
+
+
+def vqvae_loss(model: nn.Module, batch: Tensor, labels: Tensor | None = None) -> tuple[Tensor, dict]:
+    """The VQ-VAE objective on uint8 images (B, 1, S, S): reconstruction MSE + the quantizer's loss."""
+    out = model(batch.float() / 255.0)
+    return out.loss, {"recon": out.recon_loss, "perplexity": out.vq.perplexity,
+                      "active_codes": out.vq.active_codes}
+
+
+def reconstruction_validator(images: Tensor, batch_size: int = 64) -> Callable[[nn.Module], dict]:
+    """A ``validate`` callback for ``fit``: SSIM, PSNR and code use on held-out uint8 images."""
+    def validate(model: nn.Module) -> dict:
+        summary = evaluate_reconstruction(model, images, batch_size).summary()
+        return {name: summary[name] for name in ("ssim_mean", "psnr_mean", "perplexity", "active_codes")}
+    return validate

@@ -1,0 +1,142 @@
+"""VQ-VAE (van den Oord et al. 2017): a conv encoder, the vector quantizer, a conv decoder.
+
+The layout is the DeepMind Sonnet example's: strided 4x4 convs down to the code resolution,
+residual blocks there, a 1x1 conv to the code dimension D; the decoder mirrors it with strided
+4x4 transposed convs. No normalisation layers, and a plain linear output (no sigmoid).
+"""
+from __future__ import annotations
+
+from itertools import pairwise
+from typing import NamedTuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import VQVAEConfig
+from .quantizer import QuantizerOutput, VectorQuantizer
+
+
+class VQVAEOutput(NamedTuple):
+    reconstruction: torch.Tensor  # (B, C, H, W)
+    indices: torch.Tensor         # (B, h, w) long
+    loss: torch.Tensor            # scalar: recon_loss + vq.loss
+    recon_loss: torch.Tensor      # scalar: MSE between reconstruction and input
+    vq: QuantizerOutput
+
+
+class ResidualBlock(nn.Module):
+    """x + conv1x1(relu(conv3x3(relu(x)))), with a narrower middle (res_channels)."""
+
+    def __init__(self, channels: int, res_channels: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, res_channels, 3, padding=1)
+        self.conv2 = nn.Conv2d(res_channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.relu(x))  # (B, res, h, w)
+        return x + self.conv2(F.relu(h))
+
+
+def residual_stack(cfg: VQVAEConfig) -> nn.Sequential:
+    return nn.Sequential(*[ResidualBlock(cfg.hidden_channels, cfg.res_channels)
+                           for _ in range(cfg.n_res_blocks)])
+
+
+def strided_channels(cfg: VQVAEConfig) -> list[int]:
+    """Channels along the encoder's stride-2 convs, one per factor 2 of downsample:
+    [in, hidden/2, hidden, ..., hidden]. The decoder walks it backwards."""
+    n_halvings = cfg.downsample.bit_length() - 1  # log2(downsample)
+    half = max(cfg.hidden_channels // 2, 1)
+    return [cfg.in_channels, half] + [cfg.hidden_channels] * (n_halvings - 1)
+
+
+class Encoder(nn.Module):
+    """(B, C, H, W) -> z_e (B, D, H/downsample, W/downsample)"""
+
+    def __init__(self, cfg: VQVAEConfig):
+        super().__init__()
+        ch = strided_channels(cfg)
+        self.down = nn.ModuleList([nn.Conv2d(c_in, c_out, 4, stride=2, padding=1)
+                                   for c_in, c_out in pairwise(ch)])
+        self.conv = nn.Conv2d(ch[-1], cfg.hidden_channels, 3, padding=1)
+        self.res = residual_stack(cfg)
+        self.proj = nn.Conv2d(cfg.hidden_channels, cfg.embedding_dim, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for conv in self.down:
+            x = F.relu(conv(x))  # halves H and W
+        x = self.res(self.conv(x))  # (B, hidden, h, w)
+        return self.proj(F.relu(x))  # (B, D, h, w)
+
+
+class Decoder(nn.Module):
+    """z_q (B, D, h, w) -> (B, C, h*downsample, w*downsample)"""
+
+    def __init__(self, cfg: VQVAEConfig):
+        super().__init__()
+        ch = [cfg.hidden_channels] + strided_channels(cfg)[::-1][1:]
+        self.conv = nn.Conv2d(cfg.embedding_dim, cfg.hidden_channels, 3, padding=1)
+        self.res = residual_stack(cfg)
+        self.up = nn.ModuleList([nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1)
+                                 for c_in, c_out in pairwise(ch)])
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        x = self.res(self.conv(z))  # (B, hidden, h, w)
+        for conv in self.up:
+            x = conv(F.relu(x))  # doubles H and W
+        return x  # (B, C, H, W)
+
+
+class VQVAE(nn.Module):
+    """x -> encode -> z_e -> quantize -> z_q (and indices) -> decode -> x_hat.
+
+    Images are float in [0, 1], shape (B, in_channels, H, W), with H and W divisible by downsample.
+    """
+
+    def __init__(self, cfg: VQVAEConfig):
+        super().__init__()
+        self.config = cfg
+        self.encoder = Encoder(cfg)
+        self.quantizer = VectorQuantizer.from_config(cfg)
+        self.decoder = Decoder(cfg)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        self._check(x)
+        return self.encoder(x)  # (B, D, h, w)
+
+    def quantize(self, z_e: torch.Tensor) -> QuantizerOutput:
+        return self.quantizer(z_e)
+
+    def decode(self, z_q: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z_q)  # (B, C, H, W)
+
+    @torch.no_grad()
+    def encode_indices(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) -> code indices (B, h, w). Never changes the codebook, even in training mode."""
+        return self.quantizer.nearest(self.encode(x))
+
+    def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
+        """(B, h, w) -> reconstruction (B, C, H, W)"""
+        return self.decode(self.quantizer.lookup(indices))
+
+    def forward(self, x: torch.Tensor) -> VQVAEOutput:
+        vq = self.quantize(self.encode(x))
+        x_hat = self.decode(vq.quantized)  # (B, C, H, W)
+        recon_loss = F.mse_loss(x_hat.float(), x.float())
+        return VQVAEOutput(reconstruction=x_hat, indices=vq.indices, loss=recon_loss + vq.loss,
+                           recon_loss=recon_loss, vq=vq)
+
+    def latent_shape(self, image_size: int | tuple[int, int]) -> tuple[int, int]:
+        """Shape (h, w) of the code map for images of size image_size (an int for square images)."""
+        H, W = (image_size, image_size) if isinstance(image_size, int) else image_size
+        ds = self.config.downsample
+        if H % ds or W % ds:
+            raise ValueError(f"image size {(H, W)} is not divisible by downsample={ds}")
+        return H // ds, W // ds
+
+    def _check(self, x: torch.Tensor) -> None:
+        C, ds = self.config.in_channels, self.config.downsample
+        if x.ndim != 4 or x.shape[1] != C or x.shape[2] % ds or x.shape[3] % ds:
+            raise ValueError(f"VQVAE expects images of shape (B, {C}, H, W) with H and W divisible by "
+                             f"downsample={ds}; got shape {tuple(x.shape)}")
