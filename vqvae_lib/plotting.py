@@ -118,3 +118,103 @@ def transform_steps(steps: dict[str, np.ndarray]) -> Figure:
         ax.set_xticks([])
         ax.set_yticks([])
     return fig
+
+
+# ----------------------------------------------------------------------------- training and reconstruction
+
+def _smooth(values: Sequence[float], window: int) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
+    if window <= 1 or len(values) < window:
+        return values
+    kernel = np.ones(window) / window
+    return np.convolve(np.pad(values, (window - 1, 0), mode="edge"), kernel, mode="valid")
+
+
+def training_curves(history: dict, codebook_size: int | None = None, title: str = "") -> Figure:
+    """Loss (log scale), codebook perplexity / active codes, and validation SSIM against steps."""
+    steps = np.asarray(history["step"])
+    window = max(1, len(steps) // 50)
+    fig = Figure(figsize=(13, 3.3), layout="constrained")
+    ax_loss, ax_codes, ax_ssim = fig.subplots(1, 3)
+    ax_loss.plot(steps, history["loss"], color="0.8", lw=0.8, label="loss (per step)")
+    ax_loss.plot(steps, _smooth(history["loss"], window), color="C0", label="loss (smoothed)")
+    if "recon" in history:
+        ax_loss.plot(steps, _smooth(history["recon"], window), color="C1", label="reconstruction MSE")
+    ax_loss.set(yscale="log", xlabel="step", title="training loss")
+    ax_loss.legend(fontsize=8)
+    if "perplexity" in history:
+        ax_codes.plot(steps, _smooth(history["perplexity"], window), label="perplexity (batch)")
+        ax_codes.plot(steps, _smooth(history["active_codes"], window), label="active codes (batch)")
+    if codebook_size:
+        ax_codes.axhline(codebook_size, color="0.5", ls="--", lw=1, label=f"K = {codebook_size}")
+    ax_codes.set(xlabel="step", title="codebook use")
+    ax_codes.legend(fontsize=8)
+    if history.get("val_step"):
+        ax_ssim.plot(history["val_step"], history["val_ssim_mean"], "o-", color="C2")
+        ax_ssim.set(xlabel="step", ylabel="mean SSIM", title="validation SSIM")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def reconstruction_grid(originals, reconstructions, n: int = 6, titles: Sequence[str] | None = None) -> Figure:
+    """Rows: original, reconstruction, absolute error (hot colour map, 0..0.25)."""
+    n = min(n, len(originals))
+    fig = Figure(figsize=(2.0 * n, 6.4), layout="constrained")
+    axes = fig.subplots(3, n, squeeze=False)
+    for j in range(n):
+        x, y = _gray(originals[j]), _gray(reconstructions[j])
+        axes[0, j].imshow(x, cmap="gray", vmin=0, vmax=1)
+        axes[1, j].imshow(y, cmap="gray", vmin=0, vmax=1)
+        err = axes[2, j].imshow(np.abs(x - y), cmap="hot", vmin=0, vmax=0.25)
+        if titles is not None:
+            axes[0, j].set_title(titles[j], fontsize=8)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for row, label in enumerate(("original", "reconstruction", "|error|")):
+        axes[row, 0].set_ylabel(label)
+    fig.colorbar(err, ax=axes[2, :].tolist(), shrink=0.8, label="absolute error")
+    return fig
+
+
+def score_histogram(values, label: str = "SSIM", title: str = "") -> Figure:
+    values = np.asarray(values, dtype=np.float64)
+    fig = Figure(figsize=(5, 3), layout="constrained")
+    ax = fig.subplots()
+    ax.hist(values, bins=40, color="C2", alpha=0.8)
+    ax.axvline(values.mean(), color="k", ls="--", lw=1, label=f"mean {values.mean():.4f}")
+    ax.set(xlabel=label, ylabel="slices", title=title or f"{label} per held-out slice")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def score_by_group(groups, values, label: str = "SSIM", group_name: str = "slice index") -> Figure:
+    """Mean and spread of a per-image score in each group (e.g. slice depth)."""
+    groups, values = np.asarray(groups), np.asarray(values, dtype=np.float64)
+    keys = np.unique(groups)
+    means = np.array([values[groups == k].mean() for k in keys])
+    lows = np.array([np.percentile(values[groups == k], 10) for k in keys])
+    highs = np.array([np.percentile(values[groups == k], 90) for k in keys])
+    fig = Figure(figsize=(6, 3), layout="constrained")
+    ax = fig.subplots()
+    ax.fill_between(keys, lows, highs, alpha=0.25, color="C0", label="10th-90th percentile")
+    ax.plot(keys, means, "o-", color="C0", ms=3, label="mean")
+    ax.set(xlabel=group_name, ylabel=label, title=f"{label} by {group_name}")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def compare_runs(histories: dict[str, dict], metric: str = "active_codes", ylabel: str = "active codes (batch)",
+                 reference: float | None = None) -> Figure:
+    """One metric of several training runs against steps (e.g. EMA vs plain codebook)."""
+    fig = Figure(figsize=(6, 3.2), layout="constrained")
+    ax = fig.subplots()
+    for name, history in histories.items():
+        window = max(1, len(history["step"]) // 40)
+        ax.plot(history["step"], _smooth(history[metric], window), label=name)
+    if reference is not None:
+        ax.axhline(reference, color="0.5", ls="--", lw=1)
+    ax.set(xlabel="step", ylabel=ylabel)
+    ax.legend(fontsize=8)
+    return fig

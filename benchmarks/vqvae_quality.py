@@ -1,0 +1,106 @@
+"""Reconstruction quality against training time, through the CLI (the stable contract).
+
+    python benchmarks/vqvae_quality.py --data kaggle --minutes 10 --model ours
+    python benchmarks/vqvae_quality.py --data kaggle --minutes 10 --model reference
+    python benchmarks/vqvae_quality.py --data kaggle --profile class          # the class profile's own budget
+
+Trains from scratch into runs/bench-..., evaluates on the held-out split, and writes one JSON record to
+benchmarks/results/ with the scores, the training throughput, data-loading times and the machine.
+``--data kaggle`` is ../shared/data/oasis-kaggle/train (real OASIS-derived slices; seeded 80/20 split
+by file); ``default`` is the built-in MNI152 set (test split).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+KAGGLE = ROOT.parent / "shared" / "data" / "oasis-kaggle" / "train"
+
+
+def machine() -> dict:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "gpu": gpu,
+            "torch": torch.__version__, "python": platform.python_version()}
+
+
+def data_loading(source: str, image_size: int) -> dict:
+    """Seconds to decode the training split from files, then to reopen it from the cache."""
+    from vqvae_lib.data import load_dataset
+
+    start = time.perf_counter()
+    train = load_dataset(source, "train", image_size, cache=False)
+    cold = time.perf_counter() - start
+    load_dataset(source, "train", image_size)  # make sure the cache exists
+    start = time.perf_counter()
+    load_dataset(source, "train", image_size)
+    return {"train_slices": len(train), "decode_seconds": round(cold, 2),
+            "cached_seconds": round(time.perf_counter() - start, 3)}
+
+
+def run_cli(*args: str) -> dict:
+    out = subprocess.run([sys.executable, "-m", "vqvae_lib", *args], check=True, capture_output=True, text=True,
+                         cwd=ROOT)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default="kaggle", help="kaggle | default | a path")
+    parser.add_argument("--model", choices=("ours", "reference"), default="ours")
+    parser.add_argument("--profile", default="class")
+    parser.add_argument("--minutes", type=float, help="training budget (default: the profile's)")
+    parser.add_argument("--image-size", type=int, default=128)
+    parser.add_argument("--device", help="cuda | mps | cpu")
+    parser.add_argument("--name", help="result name (default from the arguments)")
+    args = parser.parse_args()
+
+    source = str(KAGGLE) if args.data == "kaggle" else args.data
+    if args.data == "kaggle" and not KAGGLE.is_dir():
+        sys.exit(f"{KAGGLE} is not here; pass --data default or a path")
+    budget = f"{args.minutes:g}min" if args.minutes else f"{args.profile}-budget"
+    name = args.name or f"{args.model}-{Path(args.data).name}-{args.image_size}-{budget}"
+    run_dir = ROOT / "runs" / f"bench-{name}"
+    shutil.rmtree(run_dir, ignore_errors=True)  # a benchmark trains from scratch
+
+    record = {"name": name, "data": args.data, "model": args.model, "profile": args.profile,
+              "image_size": args.image_size, "machine": machine(), "loading": data_loading(source, args.image_size)}
+    train_args = ["train-vqvae", "--data", source, "--image-size", str(args.image_size), "--profile", args.profile,
+                  "--out", str(run_dir), "--no-progress"]
+    if args.minutes:
+        train_args += ["--minutes", str(args.minutes)]
+    if args.model == "reference":
+        train_args += ["--model", "reference"]
+    if args.device:
+        train_args += ["--device", args.device]
+    record["train"] = run_cli(*train_args)
+    record["eval"] = run_cli("evaluate", "--checkpoint", str(run_dir / "vqvae.pt"), "--data", source, "--json",
+                             *(["--device", args.device] if args.device else []))
+    record["date"] = time.strftime("%Y-%m-%d %H:%M")
+    out = ROOT / "benchmarks" / "results" / f"{name}.json"
+    out.write_text(json.dumps(record, indent=1))
+    ev, tr = record["eval"], record["train"]
+    print(f"| {name} | {ev['ssim_mean']:.4f} | {ev['psnr_mean']:.2f} | {ev['active_codes']} | "
+          f"{tr['steps']} | {tr['images_per_second']:.0f} | {ev['n_images']} |")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
