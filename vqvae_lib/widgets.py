@@ -7,8 +7,9 @@ notebook and headless tests: set a control's value and the image changes.
 from __future__ import annotations
 
 import ipywidgets as widgets
+from matplotlib.figure import Figure
 
-from . import plotting
+from . import codebook, plotting, plotting_codebook
 from .data import SliceDataset
 
 
@@ -65,3 +66,193 @@ def _title(ds: SliceDataset, i: int) -> str:
     if ds.labels is not None:
         return f"{ds.class_names[int(ds.labels[i])]} #{i}"
     return f"slice #{i}"
+
+
+# ----------------------------------------------------------------------------- codebook inspection
+
+class CodeExplorer(widgets.VBox):
+    """Pick a code (slider, or the "most used / dead" list): its usage, the slices where it occurs most
+    (tinted), the patches it covers (best matches first) and its nearest codes. The first ``limit``
+    slices are encoded once, when the widget is made; an update only searches the stored code maps."""
+
+    def __init__(self, model, data, *, limit: int | None = None, n_slices: int = 4, n_patches: int = 16,
+                 margin: int | None = None, n_neighbours: int = 6, batch_size: int = 64):
+        self.model, self.data = model, data
+        self.images = (data.images if isinstance(data, SliceDataset) else data)[:limit]
+        self.downsample, self.margin = model.config.downsample, margin
+        self.n_slices, self.n_patches, self.n_neighbours = n_slices, n_patches, n_neighbours
+        self.encoded = codebook.encode_with_distances(model, self.images, batch_size)
+        self.stats = codebook.stats_from_indices(self.encoded.indices, model.config.codebook_size)
+        self.codes = model.quantizer.codebook.detach().float().cpu()  # (K, D)
+        self.projection = codebook.pca_2d(self.codes)
+        most_used = self.stats.counts.argsort(descending=True, stable=True)
+        self.code = widgets.IntSlider(value=int(most_used[0]), min=0, max=self.stats.codebook_size - 1,
+                                      description="code", continuous_update=False)
+        self.pick = widgets.Dropdown(options=_code_choices(self.stats, most_used), value=None,
+                                     description="or pick")
+        self.info = widgets.HTML()
+        self.image = widgets.Image(format="png")
+        self.code.observe(self._update, names="value")
+        self.pick.observe(self._picked, names="value")
+        super().__init__([widgets.HBox([self.code, self.pick]), self.info, self.image])
+        self._update()
+
+    def slices_with(self, code: int) -> list[int]:
+        """Up to n_slices images holding the code most often (most first)."""
+        per_image = (self.encoded.indices == code).flatten(1).sum(1)  # (N,)
+        order = per_image.argsort(descending=True, stable=True)[:self.n_slices]
+        return [int(i) for i in order if per_image[i] > 0]
+
+    def figure(self):
+        code, enc = self.code.value, self.encoded
+        rows = self.slices_with(code)
+        titles = [_title(self.data, i) for i in rows] if isinstance(self.data, SliceDataset) else None
+        patches = codebook.code_patches(enc.indices, self.images, code, self.downsample, self.margin,
+                                        self.n_patches, enc.distances)
+        return plotting_codebook.code_report(
+            self.stats, code, self.projection, codebook.nearest_codes(self.codes, code, self.n_neighbours),
+            self.images[rows], enc.indices[rows], patches, titles, enc.distances)
+
+    def _picked(self, change):
+        if change["new"] is not None:
+            self.code.value = change["new"]
+            self.pick.value = None  # back to the prompt, so the same entry can be picked again
+
+    def _update(self, change=None):
+        code, count = self.code.value, int(self.stats.counts[self.code.value])
+        where = int(((self.encoded.indices == code).flatten(1).sum(1) > 0).sum())
+        self.info.value = (f"<b style='color:#d62728'>code {code} is dead: never used on these "
+                           f"{len(self.images)} slices</b>" if count == 0 else
+                           f"code {code}: {count} positions on {where} of {len(self.images)} slices")
+        self.image.value = plotting.figure_png(self.figure())
+
+
+def _code_choices(stats: codebook.CodebookStats, most_used, n: int = 10) -> list[tuple[str, int | None]]:
+    share = stats.usage
+    choices = [("most used / dead codes ...", None)]
+    choices += [(f"{int(c)}: most used #{r + 1} ({100 * float(share[c]):.1f}%)", int(c))
+                for r, c in enumerate(most_used[:n]) if stats.counts[c] > 0]
+    choices += [(f"{int(c)}: dead", int(c)) for c in stats.dead[:n]]
+    return choices
+
+
+class LatentPainter(widgets.VBox):
+    """Edit a slice's code map and decode it: replace one code everywhere, or paint a rectangle of grid
+    cells with a code. Shows original | reconstruction | edited decode | difference | edited codes; the
+    dashed box on the difference is the decoder's reach (:func:`codebook.decoder_footprint`)."""
+
+    MODES = ("replace code everywhere", "paint region")
+
+    def __init__(self, model, data):
+        self.model, self.data = model, data
+        self.images = data.images if isinstance(data, SliceDataset) else data
+        self.K = model.config.codebook_size
+        h, w = model.latent_shape(tuple(self.images.shape[-2:]))
+        self._cache: dict[int, tuple] = {}  # slice -> (code map, reconstruction)
+        self._refreshing = False
+        self.slice = widgets.IntSlider(min=0, max=len(self.images) - 1, description="slice",
+                                       continuous_update=False)
+        self.mode = widgets.ToggleButtons(options=self.MODES)
+        self.source = widgets.Dropdown(description="replace")
+        self.target = widgets.IntSlider(min=0, max=self.K - 1, description="by code", continuous_update=False)
+        self.rows = widgets.IntRangeSlider(value=(h // 2 - 1, h // 2), min=0, max=h - 1, description="rows",
+                                           continuous_update=False)
+        self.cols = widgets.IntRangeSlider(value=(w // 2 - 1, w // 2), min=0, max=w - 1, description="cols",
+                                           continuous_update=False)
+        self.image = widgets.Image(format="png")
+        self._set_sources()
+        for control in (self.slice, self.mode, self.source, self.target, self.rows, self.cols):
+            control.observe(self._update, names="value")
+        super().__init__([widgets.HBox([self.slice, self.mode]), widgets.HBox([self.source, self.target]),
+                          widgets.HBox([self.rows, self.cols]), self.image])
+        self._update()
+
+    def encoded(self, i: int) -> tuple:
+        """(code map (h, w), reconstruction (1, H, W)) of slice i, computed once."""
+        if i not in self._cache:
+            indices = codebook.encode_split(self.model, self.images[i:i + 1])[0]
+            self._cache[i] = indices, codebook.decode_edit(self.model, indices)[0]
+        return self._cache[i]
+
+    def edited_indices(self):
+        indices = self.encoded(self.slice.value)[0]
+        if self.mode.value == self.MODES[0]:
+            return codebook.replace_code(indices, self.source.value, self.target.value)
+        (r0, r1), (c0, c1) = self.rows.value, self.cols.value
+        return codebook.paint_region(indices, (r0, r1 + 1), (c0, c1 + 1), self.target.value)
+
+    def footprint(self, edited) -> tuple[int, int, int, int] | None:
+        """Pixel box that the decoder lets the changed cells reach, clipped to the image."""
+        changed = (edited != self.encoded(self.slice.value)[0]).nonzero()
+        if len(changed) == 0:
+            return None
+        top, _, left, _ = codebook.decoder_footprint(self.model, *changed.min(0).values.tolist())
+        _, bottom, _, right = codebook.decoder_footprint(self.model, *changed.max(0).values.tolist())
+        H, W = self.images.shape[-2:]
+        return max(top, 0), min(bottom, H), max(left, 0), min(right, W)
+
+    def figure(self):
+        i = self.slice.value
+        indices, reconstruction = self.encoded(i)
+        edited = self.edited_indices()
+        decoded = codebook.decode_edit(self.model, edited)[0]
+        n_changed = int((edited != indices).sum())
+        return plotting_codebook.edit_comparison(
+            self.images[i], decoded, reconstruction, edited, self.K, region=self.footprint(edited),
+            title=f"{_title(self.data, i) if isinstance(self.data, SliceDataset) else f'slice #{i}'}: "
+                  f"{n_changed} of {edited.numel()} codes changed")
+
+    def _set_sources(self):
+        indices = self.encoded(self.slice.value)[0]
+        codes, counts = indices.flatten().unique(return_counts=True)
+        order = counts.argsort(descending=True, stable=True)
+        self.source.options = [(f"{int(codes[j])} ({int(counts[j])}x)", int(codes[j])) for j in order]
+        self.source.value = int(codes[order[0]])  # the slice's most common code
+
+    def _update(self, change=None):
+        if self._refreshing:
+            return
+        if change is not None and change["owner"] is self.slice:
+            self._refreshing = True  # new options reset the source's value: draw once, below
+            try:
+                self._set_sources()
+            finally:
+                self._refreshing = False
+        painting = self.mode.value == self.MODES[1]
+        self.source.disabled, self.rows.disabled, self.cols.disabled = painting, not painting, not painting
+        self.image.value = plotting.figure_png(self.figure())
+
+
+class CodebookSizeLab(widgets.VBox):
+    """Compare runs with different codebooks: ``results`` maps a label to CodebookStats or a training
+    history (e.g. from :func:`codebook.codebook_size_runs`); a toggle per run shows or hides it."""
+
+    def __init__(self, results: dict, histories: dict[str, dict] | None = None):
+        if not results:
+            raise ValueError("CodebookSizeLab needs at least one result")
+        self.results, self.histories = dict(results), dict(histories or {})
+        self.toggles = {label: widgets.ToggleButton(value=True, description=label, layout={"width": "auto"})
+                        for label in self.results}
+        self.log_scale = widgets.Checkbox(value=True, description="log scales")
+        self.image = widgets.Image(format="png")
+        for control in (*self.toggles.values(), self.log_scale):
+            control.observe(self._update, names="value")
+        super().__init__([widgets.HBox([*self.toggles.values(), self.log_scale]), self.image])
+        self._update()
+
+    @property
+    def selected(self) -> list[str]:
+        return [label for label, toggle in self.toggles.items() if toggle.value]
+
+    def figure(self):
+        chosen = self.selected
+        if not chosen:
+            fig = Figure(figsize=(5, 1))
+            fig.text(0.5, 0.5, "switch on at least one run", ha="center", va="center")
+            return fig
+        return plotting_codebook.codebook_size_comparison(
+            {k: self.results[k] for k in chosen}, {k: v for k, v in self.histories.items() if k in chosen},
+            log=self.log_scale.value)
+
+    def _update(self, change=None):
+        self.image.value = plotting.figure_png(self.figure())
