@@ -23,7 +23,7 @@ tutorial: $(STAMP)
 	@for nb in $(NOTEBOOKS); do \
 		echo "== $$nb (profile $(TUTORIAL_PROFILE))"; \
 		VQVAE_PROFILE=$(TUTORIAL_PROFILE) $(PY) -m jupyter nbconvert --to notebook --execute \
-			--ExecutePreprocessor.timeout=1800 --output-dir build/notebooks "$$nb" || exit 1; \
+			--ExecutePreprocessor.timeout=1800 --ExecutePreprocessor.store_widget_state=False --output-dir build/notebooks "$$nb" || exit 1; \
 	done
 	@echo "Executed notebooks are in build/notebooks/, figures in figures/."
 
@@ -43,7 +43,7 @@ lab: $(STAMP)
 notebooks: $(STAMP)
 	@for nb in $(NOTEBOOKS); do \
 		echo "== $$nb"; \
-		VQVAE_PROFILE=class $(PY) -m jupyter nbconvert --to notebook --execute --inplace \
+		VQVAE_PROFILE=class $(PY) -m jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.store_widget_state=False \
 			--ExecutePreprocessor.timeout=1800 "$$nb" || exit 1; \
 	done
 
