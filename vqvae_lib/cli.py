@@ -4,6 +4,10 @@ who outgrow the notebooks.
     python -m vqvae_lib train-vqvae --data SOURCE --image-size 128 [--profile class]
                                     [--minutes 10 | --steps N] --out runs/NAME
     python -m vqvae_lib evaluate --checkpoint runs/NAME/vqvae.pt --data SOURCE [--split test] --json
+    python -m vqvae_lib train-prior --vqvae runs/NAME/vqvae.pt --data SOURCE [--profile class]
+                                    [--minutes M | --steps N] --out runs/NAME
+    python -m vqvae_lib sample --vqvae runs/NAME/vqvae.pt --prior runs/NAME/prior.pt -n 16 [--label L]
+                               [--temperature T] [--top-k K] [--seed S] [--naive] --out samples.png
 
 SOURCE is anything the data layer reads: an OASIS slice root, an ImageFolder tree, a plain folder
 of images, or ``default``.
@@ -15,11 +19,14 @@ import json
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import torch
+from torchvision.utils import save_image
 
 from .config import PROFILES, TrainConfig, VQVAEConfig, get_profile
-from .pipeline import evaluate_vqvae, load_vqvae, train_vqvae, with_minutes
+from .pipeline import evaluate_vqvae, load_prior, load_vqvae, train_prior, train_vqvae, with_minutes
+from .sampling import decode, sample
 from .utils import get_device
 
 REFERENCE_TRAIN = TrainConfig(batch_size=32, lr=3e-4, warmup_steps=0, schedule="constant", grad_clip=0.0)
@@ -62,6 +69,34 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.add_argument("--device")
     ev.add_argument("--threads", type=_positive(int))
+
+    prior = sub.add_parser("train-prior", help="train a PixelCNN prior on a VQ-VAE's code maps (resumes)")
+    prior.add_argument("--vqvae", required=True, help="the VQ-VAE checkpoint whose codes the prior models")
+    prior.add_argument("--data", default="default", help="slice source (default: %(default)s)")
+    prior.add_argument("--profile", choices=PROFILES, help="prior size and steps (default: $VQVAE_PROFILE or class)")
+    budget = prior.add_mutually_exclusive_group()
+    budget.add_argument("--minutes", type=_positive(float), help="training time budget (training steps only)")
+    budget.add_argument("--steps", type=_positive(int), help="number of optimizer steps")
+    prior.add_argument("--batch-size", type=_positive(int))
+    prior.add_argument("--lr", type=_positive(float))
+    prior.add_argument("--seed", type=int)
+    prior.add_argument("--out", required=True, help="run folder: writes OUT/prior.pt and OUT/prior_history.json")
+    prior.add_argument("--device")
+    prior.add_argument("--threads", type=_positive(int))
+    prior.add_argument("--no-progress", action="store_true")
+
+    smp = sub.add_parser("sample", help="sample code maps from a prior, decode them, save a PNG grid")
+    smp.add_argument("--vqvae", required=True)
+    smp.add_argument("--prior", required=True)
+    smp.add_argument("-n", type=_positive(int), default=16, help="number of samples (default: %(default)s)")
+    smp.add_argument("--label", help="a conditional prior's label (a name or an index); default: each in turn")
+    smp.add_argument("--temperature", type=_positive(float), default=1.0)
+    smp.add_argument("--top-k", type=_positive(int))
+    smp.add_argument("--seed", type=int, default=0)
+    smp.add_argument("--naive", action="store_true", help="the reference sampler (a full forward pass per code)")
+    smp.add_argument("--out", required=True, help="PNG file for the grid of decoded samples")
+    smp.add_argument("--device")
+    smp.add_argument("--threads", type=_positive(int))
     return parser
 
 
@@ -108,12 +143,75 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_train_prior(args) -> int:
+    profile = get_profile(args.profile)
+    overrides = (("batch_size", args.batch_size), ("lr", args.lr), ("seed", args.seed))
+    train_cfg = replace(with_minutes(profile.prior_train, args.minutes, args.steps),
+                        **{k: v for k, v in overrides if v is not None})
+    device = get_device(args.device)
+    started = time.perf_counter()
+    result = train_prior(args.vqvae, args.data, args.out, profile.prior, train_cfg, device=device,
+                         progress=not args.no_progress)
+    summary = {
+        "checkpoint": str(result.checkpoint), "steps": result.step, "stopped": result.stopped,
+        "train_seconds": round(result.train_seconds, 1), "wall_seconds": round(time.perf_counter() - started, 1),
+        "val_bits_per_code": result.history.get("val_bits_per_code", [None])[-1],
+        "labels": result.model.label_names, "device": str(device),
+    }
+    print(json.dumps(summary))
+    return 0
+
+
+def _label_index(label: str | None, names: list[str]) -> int | None:
+    """A label given by name or index -> its index; None stays None."""
+    if label is None:
+        return None
+    if not names:
+        raise ValueError(f"--label {label!r}: this prior is unconditional")
+    if label in names:
+        return names.index(label)
+    if label.isdigit() and int(label) < len(names):
+        return int(label)
+    raise ValueError(f"--label {label!r} is neither a label of this prior nor an index below {len(names)}: "
+                     f"{', '.join(names)}")
+
+
+def cmd_sample(args) -> int:
+    device = get_device(args.device)
+    vqvae = load_vqvae(args.vqvae, device)
+    prior = load_prior(args.prior, device, vqvae_path=args.vqvae)
+    label = _label_index(args.label, prior.label_names)
+    if label is None and prior.config.n_labels:  # a conditional prior without --label: every label in turn
+        labels = torch.arange(args.n) % prior.config.n_labels
+    else:
+        labels = None if label is None else torch.full((args.n,), label)
+    started = time.perf_counter()
+    codes = sample(prior, args.n, labels=labels, temperature=args.temperature, top_k=args.top_k, seed=args.seed,
+                   naive=args.naive)
+    sampled = time.perf_counter()
+    images = decode(vqvae, codes)
+    decoded = time.perf_counter()
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    save_image(images, args.out, nrow=max(1, round(args.n ** 0.5)), padding=2)
+    print(json.dumps({
+        "out": str(args.out), "n": args.n, "latent_shape": list(codes.shape[1:]),
+        "sampler": "naive" if args.naive else "fast", "sample_seconds": round(sampled - started, 3),
+        "decode_seconds": round(decoded - sampled, 3),
+        "labels": None if labels is None else [prior.label_names[i] for i in labels.tolist()],
+        "temperature": args.temperature, "top_k": args.top_k, "seed": args.seed, "device": str(device),
+        "threads": torch.get_num_threads(),
+    }))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
     try:
-        return {"train-vqvae": cmd_train, "evaluate": cmd_evaluate}[args.command](args)
+        commands = {"train-vqvae": cmd_train, "evaluate": cmd_evaluate, "train-prior": cmd_train_prior,
+                    "sample": cmd_sample}
+        return commands[args.command](args)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -1,5 +1,6 @@
-"""Train, save, load and evaluate a VQ-VAE on a slice source: what the notebooks, the CLI and the
-benchmarks share. ``load_or_train_vqvae`` lets every later notebook run on its own."""
+"""Train, save, load and evaluate a VQ-VAE and its PixelCNN prior on a slice source: what the notebooks, the
+CLI and the benchmarks share. ``load_or_train_vqvae`` and ``load_or_train_prior`` let every later notebook
+run on its own."""
 from __future__ import annotations
 
 import json
@@ -9,14 +10,18 @@ from pathlib import Path
 
 import torch
 
-from .config import Profile, TrainConfig, VQVAEConfig, get_profile
+from .codemaps import load_code_maps
+from .config import PixelCNNConfig, Profile, TrainConfig, VQVAEConfig, get_profile
 from .data import SliceDataset, default_eval_split, load_dataset
 from .metrics import ReconstructionEval, evaluate_reconstruction
-from .train import FitResult, fit, load_checkpoint, reconstruction_validator, vqvae_loss
+from .pixelcnn import GatedPixelCNN
+from .prior import prior_loss, prior_validator
+from .train import FitResult, checkpoint_fingerprint, fit, load_checkpoint, reconstruction_validator, vqvae_loss
 from .utils import atomic_write_bytes, get_device, runs_dir
 from .vqvae import VQVAE
 
 VAL_IMAGES = 256  # held-out slices scored at each validation during training
+VAL_CODE_MAPS = 512  # held-out code maps scored at each validation of the prior
 
 
 def source_tag(source: str) -> str:
@@ -115,3 +120,89 @@ def with_minutes(cfg: TrainConfig, minutes: float | None, steps: int | None) -> 
         steps = 10**9  # the budget decides; the schedule anneals by elapsed time
     return replace(cfg, minutes=minutes if minutes is not None else cfg.minutes if steps is None else None,
                    steps=steps if steps is not None else cfg.steps)
+
+
+def _check_prior_vqvae(prior_meta: dict, prior_path: Path, vqvae_path: Path, vqvae_fingerprint: str) -> None:
+    """Refuse a prior trained on the codes of another VQ-VAE checkpoint: its codes mean other things."""
+    if prior_meta.get("vqvae_fingerprint") != vqvae_fingerprint:
+        raise ValueError(
+            f"the prior {prior_path} was trained on the codes of the VQ-VAE checkpoint "
+            f"{prior_meta.get('vqvae_path')} (fingerprint {prior_meta.get('vqvae_fingerprint')!r}), but "
+            f"{vqvae_path} has fingerprint {vqvae_fingerprint!r} (retrained or resumed since?); its codes mean "
+            f"other things: delete {prior_path} to train a new prior, or pass the VQ-VAE it was trained with")
+
+
+def _describe_prior(model: GatedPixelCNN, meta: dict) -> GatedPixelCNN:
+    """Attach what sampling needs: the code map shape, the label names, the VQ-VAE it belongs to."""
+    model.latent_shape = tuple(meta["latent_shape"])
+    model.label_names, model.label_kind = list(meta["label_names"]), meta["label_kind"]
+    model.vqvae_fingerprint = meta["vqvae_fingerprint"]
+    return model
+
+
+def train_prior(vqvae_path: str | Path, source: str, out_dir: str | Path, model_cfg: PixelCNNConfig,
+                train_cfg: TrainConfig, *, device: torch.device | None = None, progress: bool = True) -> FitResult:
+    """Train (or resume, or just load when finished) ``out_dir/prior.pt``: a gated PixelCNN on the code maps
+    of ``source``'s train split under the VQ-VAE ``vqvae_path``, conditional on their labels when
+    ``model_cfg.conditional`` and the source has labels. Validation: bits per code on the validate split.
+    History goes to ``out_dir/prior_history.json``. Refuses a ``prior.pt`` made with another VQ-VAE.
+    """
+    device = device or get_device()
+    vqvae_path, out_dir = Path(vqvae_path), Path(out_dir)
+    path, vqvae_fingerprint = out_dir / "prior.pt", checkpoint_fingerprint(vqvae_path)
+    if path.exists():
+        _check_prior_vqvae(load_checkpoint(path, map_location="cpu")["meta"], path, vqvae_path, vqvae_fingerprint)
+    train_maps = load_code_maps(vqvae_path, source, "train", n_buckets=model_cfg.depth_buckets, device=device)
+    val_maps = load_code_maps(vqvae_path, source, "validate", n_buckets=model_cfg.depth_buckets, device=device)
+    cfg = replace(model_cfg, codebook_size=train_maps.codebook_size,
+                  n_labels=train_maps.n_labels if model_cfg.conditional else 0)
+    meta = {"kind": "prior", "config": cfg.to_dict(), "vqvae_fingerprint": vqvae_fingerprint,
+            "vqvae_path": str(vqvae_path), "source": str(source), "latent_shape": list(train_maps.shape),
+            "label_names": train_maps.label_names if cfg.n_labels else [],
+            "label_kind": train_maps.label_kind if cfg.n_labels else "none"}
+    val_labels = val_maps.labels[:VAL_CODE_MAPS] if cfg.n_labels else None
+    result = fit(_describe_prior(GatedPixelCNN(cfg).to(device), meta), train_maps.indices, prior_loss, train_cfg,
+                 labels=train_maps.labels if cfg.n_labels else None, checkpoint=path,
+                 validate=prior_validator(val_maps.indices[:VAL_CODE_MAPS], val_labels), meta=meta,
+                 fingerprint=train_maps.key, progress=progress)
+    payload = {"history": result.history, "steps": result.step, "train_seconds": result.train_seconds,
+               "stopped": result.stopped, "maps_per_second": _throughput(result, train_cfg.batch_size)}
+    atomic_write_bytes(out_dir / "prior_history.json", json.dumps(payload).encode())
+    return result
+
+
+def load_prior(path: str | Path, device: torch.device | None = None,
+               vqvae_path: str | Path | None = None) -> GatedPixelCNN:
+    """A trained prior from its checkpoint, in eval mode, with ``latent_shape``, ``label_names`` and
+    ``label_kind``. Given ``vqvae_path``, refuses a prior trained on the codes of another checkpoint."""
+    ckpt = load_checkpoint(path, map_location=device or get_device())
+    meta = ckpt.get("meta", {})
+    if meta.get("kind") != "prior":
+        raise ValueError(f"{path} is not a PixelCNN prior checkpoint (kind={meta.get('kind')!r})")
+    if vqvae_path is not None:
+        _check_prior_vqvae(meta, Path(path), Path(vqvae_path), checkpoint_fingerprint(vqvae_path))
+    model = GatedPixelCNN(PixelCNNConfig(**meta["config"])).to(device or get_device())
+    model.load_state_dict(ckpt["model"])
+    return _describe_prior(model, meta).eval()
+
+
+def load_or_train_prior(profile: Profile | str | None = None, source: str = "default", *,
+                        out_dir: str | Path | None = None, progress: bool = True) -> tuple[GatedPixelCNN, FitResult]:
+    """The profile's PixelCNN prior on ``source``: runs/<profile>-<source>/prior.pt, over the codes of the
+    profile's VQ-VAE in the same folder (which ``load_or_train_vqvae`` loads or trains first); loaded when
+    training has finished, resumed when it was interrupted, trained from scratch otherwise."""
+    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    out_dir = Path(out_dir) if out_dir is not None else default_run_dir(profile, source)
+    load_or_train_vqvae(profile, source, out_dir=out_dir, progress=progress)
+    result = train_prior(out_dir / "vqvae.pt", source, out_dir, profile.prior, profile.prior_train,
+                         progress=progress)
+    return result.model, result
+
+
+def profile_code_maps(profile: Profile | str | None = None, source: str = "default", split: str = "train", *,
+                      out_dir: str | Path | None = None):
+    """The ``CodeMaps`` of a split under the profile's VQ-VAE (runs/<profile>-<source>/vqvae.pt, which must
+    exist: see ``load_or_train_vqvae``), labelled as the profile's prior expects; cached."""
+    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    out_dir = Path(out_dir) if out_dir is not None else default_run_dir(profile, source)
+    return load_code_maps(out_dir / "vqvae.pt", source, split, n_buckets=profile.prior.depth_buckets)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipywidgets as widgets
 from matplotlib.figure import Figure
 
-from . import codebook, plotting, plotting_codebook
+from . import codebook, plotting, plotting_codebook, plotting_prior, sampling
 from .data import SliceDataset
 
 
@@ -253,6 +253,60 @@ class CodebookSizeLab(widgets.VBox):
         return plotting_codebook.codebook_size_comparison(
             {k: self.results[k] for k in chosen}, {k: v for k, v in self.histories.items() if k in chosen},
             log=self.log_scale.value)
+
+    def _update(self, change=None):
+        self.image.value = plotting.figure_png(self.figure())
+
+
+class RasterScanPlayer(widgets.VBox):
+    """Play autoregressive sampling position by position: the code map filling in raster order, the
+    decoded sample, and the softmax the prior draws from at the current position. Temperature, top-k,
+    seed and (for a conditional prior) the label change the sample; each sample is drawn once and kept."""
+
+    def __init__(self, prior, vqvae, *, seed: int = 0, label: int | None = None):
+        self.prior, self.vqvae = prior, vqvae
+        self.h, self.w = prior.latent_shape
+        self.K = prior.config.codebook_size
+        self._samples: dict[tuple, tuple] = {}
+        self.position = widgets.IntSlider(value=self.h * self.w // 2, min=0, max=self.h * self.w - 1,
+                                          description="position", continuous_update=False)
+        self.play = widgets.Play(min=0, max=self.h * self.w - 1, step=max(1, self.w // 2), interval=400)
+        widgets.jslink((self.play, "value"), (self.position, "value"))
+        self.temperature = widgets.FloatSlider(value=1.0, min=0.3, max=1.5, step=0.1, description="temperature",
+                                               continuous_update=False)
+        self.top_k = widgets.IntSlider(value=0, min=0, max=min(self.K, 64), description="top-k (0: all)",
+                                       continuous_update=False, style={"description_width": "initial"})
+        self.seed = widgets.IntText(value=seed, description="seed", layout={"width": "160px"})
+        names = list(getattr(prior, "label_names", []) or [])
+        self.label = widgets.Dropdown(options=[(n, i) for i, n in enumerate(names)] or [("none", None)],
+                                      value=(label if label is not None else 0) if names else None,
+                                      description="label", disabled=not names)
+        self.image = widgets.Image(format="png")
+        for control in (self.position, self.temperature, self.top_k, self.seed, self.label):
+            control.observe(self._update, names="value")
+        super().__init__([widgets.HBox([self.play, self.position, self.seed]),
+                          widgets.HBox([self.temperature, self.top_k, self.label]), self.image])
+        self._update()
+
+    def settings(self) -> dict:
+        return {"temperature": self.temperature.value, "top_k": self.top_k.value or None,
+                "labels": self.label.value, "seed": self.seed.value}
+
+    def current_sample(self) -> tuple:
+        """(code map (h, w), decoded image (1, H, W)) for the current settings, sampled once."""
+        key = tuple(self.settings().values())
+        if key not in self._samples:
+            codes = sampling.sample(self.prior, 1, **self.settings())
+            self._samples[key] = codes[0].cpu(), sampling.decode(self.vqvae, codes)[0].cpu()
+        return self._samples[key]
+
+    def figure(self):
+        codes, image = self.current_sample()
+        p = self.position.value
+        i, j = divmod(p, self.w)
+        probs = sampling.next_code_distribution(self.prior, codes, (i, j), **{
+            k: v for k, v in self.settings().items() if k != "seed"})
+        return plotting_prior.raster_step(codes, p, probs, int(codes[i, j]), image, self.K)
 
     def _update(self, change=None):
         self.image.value = plotting.figure_png(self.figure())

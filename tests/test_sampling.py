@@ -1,0 +1,157 @@
+"""Sampling: the fast sampler reproduces the naive reference exactly under one seed (unconditional,
+conditional, completion, temperature, top-k); inverse-CDF picking; sample-quality scores."""
+import pytest
+import torch
+
+from vqvae_lib.config import PixelCNNConfig
+from vqvae_lib.pixelcnn import GatedPixelCNN, MaskedPixelCNN
+from vqvae_lib.sample_quality import (
+    brain_area,
+    intensity_distance,
+    nearest_neighbour_ssim,
+    quality_table,
+    sample_quality,
+)
+from vqvae_lib.sampling import choose, next_code_distribution, sample
+
+SHAPE = (5, 6)
+
+
+def tiny(n_labels: int = 0, seed: int = 0, model_cls=GatedPixelCNN) -> torch.nn.Module:
+    """float64, with weights large enough that the distributions are far from uniform."""
+    torch.manual_seed(seed)
+    cfg = PixelCNNConfig(channels=6, n_layers=3, kernel_size=3, codebook_size=7, n_labels=n_labels)
+    model = model_cls(cfg).double()
+    with torch.no_grad():
+        for param in model.parameters():
+            param.mul_(3.0)
+    return model
+
+
+@pytest.mark.parametrize("options", [
+    {},
+    {"temperature": 0.6},
+    {"temperature": 1.7, "top_k": 3},
+    {"top_k": 1},
+], ids=["plain", "temperature", "temperature-top-k", "greedy"])
+def test_fast_sampler_equals_naive(options):
+    model = tiny()
+    fast = sample(model, 4, SHAPE, seed=3, **options)
+    naive = sample(model, 4, SHAPE, seed=3, naive=True, **options)
+    assert fast.shape == (4, *SHAPE) and fast.dtype == torch.long
+    assert torch.equal(fast, naive)
+    assert len(fast.unique()) > (1 if options.get("top_k") == 1 else 3)
+
+
+def test_fast_sampler_equals_naive_conditional():
+    model = tiny(n_labels=3)
+    labels = torch.tensor([0, 1, 2, 1])
+    fast = sample(model, 4, SHAPE, labels=labels, seed=5, top_k=4)
+    assert torch.equal(fast, sample(model, 4, SHAPE, labels=labels, seed=5, top_k=4, naive=True))
+    one_label = sample(model, 4, SHAPE, labels=2, seed=5)
+    assert torch.equal(one_label, sample(model, 4, SHAPE, labels=torch.full((4,), 2), seed=5, naive=True))
+    assert not torch.equal(one_label, sample(model, 4, SHAPE, labels=0, seed=5))  # the label matters
+
+
+def test_completion_keeps_the_top_rows_and_matches_naive():
+    model = tiny(n_labels=2)
+    prompt = torch.randint(0, 7, SHAPE, generator=torch.Generator().manual_seed(0))
+    options = dict(labels=torch.tensor([1, 0, 1]), seed=11, prompt=prompt, keep_rows=2, temperature=0.8)
+    fast = sample(model, 3, **options)
+    assert torch.equal(fast, sample(model, 3, naive=True, **options))
+    assert (fast[:, :2] == prompt[:2]).all()
+    assert not (fast[:, 2:] == prompt[2:]).all()
+    everything = sample(model, 3, labels=torch.tensor([1, 0, 1]), prompt=prompt, keep_rows=SHAPE[0])
+    assert (everything == prompt).all()
+
+
+def test_float32_fast_sampler_matches_naive():
+    model = tiny().float()
+    assert torch.equal(sample(model, 4, SHAPE, seed=1), sample(model, 4, SHAPE, seed=1, naive=True))
+
+
+def test_same_seed_same_samples_other_seed_other_samples():
+    model = tiny()
+    first = sample(model, 3, SHAPE, seed=7)
+    torch.manual_seed(123)                                  # the global state plays no part
+    assert torch.equal(first, sample(model, 3, SHAPE, seed=7))
+    assert not torch.equal(first, sample(model, 3, SHAPE, seed=8))
+
+
+def test_plain_model_samples_with_the_naive_sampler_only():
+    model = tiny(model_cls=MaskedPixelCNN)
+    assert sample(model, 2, SHAPE, naive=True).shape == (2, *SHAPE)
+    with pytest.raises(ValueError, match="naive=True"):
+        sample(model, 2, SHAPE)
+    with pytest.raises(ValueError, match="temperature"):
+        sample(tiny(), 2, SHAPE, temperature=0)
+    with pytest.raises(ValueError, match="prompt"):
+        sample(tiny(), 2, SHAPE, keep_rows=1)
+
+
+def test_choose_is_the_inverse_cdf():
+    logits = torch.zeros(4, 4)                              # uniform over 4 codes: quarters of [0, 1)
+    u = torch.tensor([0.1, 0.3, 0.6, 0.99], dtype=torch.float64)
+    assert choose(logits, u).tolist() == [0, 1, 2, 3]
+    skewed = torch.tensor([[0.0, 2.0, 1.0, -1.0]]).expand(4, 4)
+    assert choose(skewed, u, top_k=1).tolist() == [1, 1, 1, 1]
+    assert set(choose(skewed, torch.linspace(0, 0.999, 4).double(), top_k=2).tolist()) == {1, 2}
+    assert choose(skewed, u, temperature=1e-3).tolist() == [1, 1, 1, 1]
+    counts = torch.bincount(choose(torch.tensor([[0.0, 1.0]]).expand(20000, 2), torch.rand(20000).double()))
+    assert counts[1] / 20000 == pytest.approx(torch.tensor([0.0, 1.0]).softmax(0)[1].item(), abs=0.02)
+
+
+def blobs(n: int, seed: int, size: int = 32) -> torch.Tensor:
+    """Bright discs of random radius and brightness on black: (n, 1, size, size) float in [0, 1]."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    radius = 5 + 8 * torch.rand(n, generator=g)
+    level = 0.4 + 0.5 * torch.rand(n, generator=g)
+    inside = ((yy - size / 2) ** 2 + (xx - size / 2) ** 2)[None] < radius[:, None, None] ** 2
+    return (inside * level[:, None, None]).unsqueeze(1).float()
+
+
+def test_sample_quality_scores():
+    train, real = blobs(40, seed=0), blobs(20, seed=1)
+    copies = train[:5]
+    noise = torch.rand(5, 1, 32, 32, generator=torch.Generator().manual_seed(2))
+    assert nearest_neighbour_ssim(copies, train, candidates=4).tolist() == pytest.approx([1.0] * 5, abs=1e-4)
+    assert nearest_neighbour_ssim(noise, train).max() < 0.5
+    assert intensity_distance(real, real) == 0
+    assert intensity_distance(real, (real * 0.5).clamp(0, 1)) > 0.1
+    assert brain_area(torch.cat([torch.zeros(1, 1, 4, 4), torch.ones(1, 1, 4, 4)])).tolist() == [0.0, 1.0]
+    table = quality_table({"copies": sample_quality(copies, real, train),
+                           "noise": sample_quality(noise, real, (train * 255).round().to(torch.uint8))})
+    assert table["copies"]["memorised_share"] == 1.0 and table["noise"]["memorised_share"] == 0.0
+    assert table["noise"]["area_mean"] > 0.9 > table["copies"]["area_mean"]
+    assert table["copies"]["real_area_mean"] == pytest.approx(float(brain_area(real).mean()))
+    assert set(table["noise"]) == {"nn_ssim_mean", "memorised_share", "intensity_w1", "area_mean", "area_std",
+                                   "real_area_mean", "real_area_std", "n"}
+
+
+def test_next_code_distribution_is_what_the_sampler_draws_from():
+    """Drawing from next_code_distribution with the sampler's uniforms reproduces the sampler's codes."""
+    from vqvae_lib.sampling import distribution, next_code_distribution, uniforms
+
+    torch.manual_seed(0)
+    model = GatedPixelCNN(PixelCNNConfig(channels=8, n_layers=2, kernel_size=3, codebook_size=6, n_labels=0))
+    codes = sample(model, 1, (3, 4), temperature=0.8, top_k=3, seed=5)[0]
+    u = uniforms(1, (3, 4), 5)[0]
+    for i, j in [(0, 0), (1, 2), (2, 3)]:
+        probs = next_code_distribution(model, codes, (i, j), temperature=0.8, top_k=3)
+        assert probs.shape == (6,) and abs(float(probs.sum()) - 1) < 1e-9 and int((probs > 0).sum()) <= 3
+        assert int((probs.cumsum(0) <= u[i, j] * probs.sum()).sum()) == int(codes[i, j])
+    flat = distribution(torch.zeros(1, 4), temperature=2.0)
+    assert torch.allclose(flat, torch.full((1, 4), 0.25, dtype=torch.float64))
+
+
+def test_next_code_distribution_of_a_conditional_prior_ignores_later_codes():
+    model = tiny(n_labels=2)
+    codes = sample(model, 1, SHAPE, labels=1, seed=4, top_k=3)[0]
+    probs = next_code_distribution(model, codes, (2, 3), labels=1, top_k=3)
+    assert probs.shape == (7,) and (probs > 0).sum() == 3 and probs[codes[2, 3]] > 0
+    full = next_code_distribution(model, codes, (2, 3), labels=1)
+    later = codes.clone()
+    later[4, 5] = (later[4, 5] + 1) % 7                                        # a later code changes nothing
+    assert torch.equal(next_code_distribution(model, later, (2, 3), labels=1), full)
+    assert not torch.equal(next_code_distribution(model, codes, (2, 3), labels=0), full)

@@ -1,0 +1,130 @@
+"""Figures for the PixelCNN prior and its samples (notebooks 04 and 05); each returns a Figure."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from matplotlib.colors import ListedColormap
+from matplotlib.figure import Figure
+
+from .plotting import _gray, _smooth
+
+UNSAMPLED = ListedColormap([(0.85, 0.85, 0.85, 1.0)])
+
+
+def receptive_fields(fields: dict[str, torch.Tensor], position: tuple[int, int]) -> Figure:
+    """Gradient maps |d logits(position) / d input| of several models side by side. The current
+    position is outlined; positions after it in raster order must be zero (white)."""
+    fig = Figure(figsize=(3.3 * len(fields), 3.6), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(fields)))
+    i, j = position
+    for ax, (name, field) in zip(axes, fields.items()):
+        field = np.asarray(field, dtype=np.float64)
+        seen = field > 1e-12 * max(field.max(), 1e-30)
+        ax.imshow(np.where(seen, np.log10(field + 1e-30), np.nan), cmap="viridis")
+        ax.add_patch(_square(i, j, "red"))
+        ax.set_title(f"{name}\n{int(seen.sum())} positions influence ({i}, {j})", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle("where the prediction at the red square looks (log gradient; white: no influence)", fontsize=10)
+    return fig
+
+
+def _square(i: int, j: int, colour: str):
+    from matplotlib.patches import Rectangle
+
+    return Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor=colour, lw=1.5)
+
+
+def prior_curves(history: dict, baselines: dict[str, float], title: str = "") -> Figure:
+    """Training and validation bits per code of the PixelCNN against baselines (horizontal lines)."""
+    fig = Figure(figsize=(6.5, 3.4), layout="constrained")
+    ax = fig.subplots()
+    steps = np.asarray(history["step"])
+    if "bits_per_code" in history:
+        window = max(1, len(steps) // 50)
+        ax.plot(steps, history["bits_per_code"], color="0.8", lw=0.7)
+        ax.plot(steps, _smooth(history["bits_per_code"], window), color="C0", label="PixelCNN, training batches")
+    if history.get("val_step"):
+        ax.plot(history["val_step"], history["val_bits_per_code"], "o-", color="C2", label="PixelCNN, held out")
+    for (name, value), colour in zip(baselines.items(), ("C3", "C1", "C4")):
+        ax.axhline(value, color=colour, ls="--", lw=1.2, label=f"{name}: {value:.2f}")
+    ax.set(xlabel="step", ylabel="bits per code", title=title or "negative log-likelihood")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def sample_rows(rows: dict[str, torch.Tensor], size: float = 1.5) -> Figure:
+    """One row of decoded images per setting (e.g. temperatures or slice-depth labels)."""
+    ncols = max(len(v) for v in rows.values())
+    fig = Figure(figsize=(size * ncols + 1.2, size * len(rows)), layout="constrained")
+    axes = fig.subplots(len(rows), ncols, squeeze=False)
+    for r, (name, images) in enumerate(rows.items()):
+        for c in range(ncols):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for side in ax.spines.values():
+                side.set_visible(False)
+            if c < len(images):
+                ax.imshow(_gray(images[c]), cmap="gray", vmin=0, vmax=1)
+        axes[r, 0].set_ylabel(name, fontsize=9)
+    return fig
+
+
+def completions(originals, kept_rows: int, downsample: int, completed: Sequence) -> Figure:
+    """Each row: the real slice with the kept part marked, then several completions."""
+    n, m = len(originals), len(completed)
+    fig = Figure(figsize=(1.7 * (m + 1), 1.8 * n), layout="constrained")
+    axes = fig.subplots(n, m + 1, squeeze=False)
+    cut = kept_rows * downsample - 0.5
+    for r in range(n):
+        axes[r, 0].imshow(_gray(originals[r]), cmap="gray", vmin=0, vmax=1)
+        axes[r, 0].axhline(cut, color="red", lw=1)
+        for c in range(m):
+            axes[r, c + 1].imshow(_gray(completed[c][r]), cmap="gray", vmin=0, vmax=1)
+            axes[r, c + 1].axhline(cut, color="red", lw=0.8, ls=":")
+    axes[0, 0].set_title("real (kept above the line)", fontsize=8)
+    for c in range(m):
+        axes[0, c + 1].set_title(f"completion {c + 1}", fontsize=8)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return fig
+
+
+def raster_step(codes: torch.Tensor, position: int, probs: torch.Tensor, chosen: int, image=None,
+                codebook_size: int | None = None, top: int = 20) -> Figure:
+    """One step of autoregressive sampling: the code map filled up to ``position`` (raster order), the
+    decoded final sample (optional) and the softmax over codes at ``position`` (the ``top`` likeliest)."""
+    h, w = codes.shape
+    i, j = divmod(position, w)
+    filled = np.arange(h * w).reshape(h, w) < position
+    panels = 3 if image is not None else 2
+    fig = Figure(figsize=(4.0 * panels, 3.6), layout="constrained")
+    axes = fig.subplots(1, panels)
+    shown = np.where(filled, codes.numpy(), np.nan)
+    axes[0].imshow(np.ones((h, w)), cmap=UNSAMPLED, vmin=0, vmax=1)
+    axes[0].imshow(shown, cmap="tab20", interpolation="nearest", vmin=0, vmax=codebook_size or int(codes.max()) + 1)
+    axes[0].add_patch(_square(i, j, "red"))
+    axes[0].set_title(f"code map: {position} of {h * w} positions sampled", fontsize=9)
+    if image is not None:
+        picture = _gray(image)
+        scale = picture.shape[0] // h
+        veil = np.kron(~filled, np.ones((scale, scale))).astype(bool)
+        axes[1].imshow(np.where(veil, 0.85, picture), cmap="gray", vmin=0, vmax=1)
+        axes[1].set_title("decoded (grey: not sampled yet)", fontsize=9)
+    for ax in axes[:-1]:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    p = probs.double()
+    order = p.argsort(descending=True)[:top]
+    colours = ["C3" if int(k) == chosen else "C0" for k in order]
+    axes[-1].bar(range(len(order)), p[order].numpy(), color=colours)
+    axes[-1].set_xticks(range(len(order)), [str(int(k)) for k in order], rotation=90, fontsize=7)
+    entropy = float(-(p[p > 0] * p[p > 0].log2()).sum())
+    axes[-1].set(ylabel="probability", title=f"softmax at ({i}, {j}): entropy {entropy:.2f} bits; "
+                 f"red: the code drawn", xlabel=f"the {len(order)} likeliest codes")
+    axes[-1].title.set_fontsize(9)
+    return fig
