@@ -1,10 +1,9 @@
 """The CLI trains, resumes and evaluates end to end on tiny data; bad input gets a clear message."""
 import json
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
+from conftest import tiny_imagefolder
 
 from vqvae_lib import pipeline
 from vqvae_lib.cli import main
@@ -14,14 +13,7 @@ from vqvae_lib.train import load_checkpoint
 @pytest.fixture
 def tiny_source(tmp_path, monkeypatch):
     monkeypatch.setenv("VQVAE_HOME", str(tmp_path / "home"))  # caches and runs stay in tmp
-    rng = np.random.default_rng(0)
-    for cls in ("a", "b"):
-        for i in range(10):
-            image = np.zeros((40, 32), np.uint8)
-            image[8:-8, 6:-6] = rng.integers(60, 250)
-            (tmp_path / "slices" / cls).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(image).save(tmp_path / "slices" / cls / f"{i}.png")
-    return tmp_path / "slices"
+    return tiny_imagefolder(tmp_path / "slices", (40, 32), (8, 6), textured=False)
 
 
 def test_train_resume_and_evaluate(tiny_source, tmp_path, capsys):

@@ -2,9 +2,9 @@
 refused next to a VQ-VAE checkpoint other than the one whose codes it learned."""
 import json
 
-import numpy as np
 import pytest
 import torch
+from conftest import tiny_imagefolder
 from PIL import Image
 
 from vqvae_lib import pipeline
@@ -20,14 +20,7 @@ from vqvae_lib.train import load_checkpoint
 @pytest.fixture
 def tiny_source(tmp_path, monkeypatch):
     monkeypatch.setenv("VQVAE_HOME", str(tmp_path / "home"))  # caches and runs stay in tmp
-    rng = np.random.default_rng(0)
-    for cls in ("a", "b"):
-        for i in range(10):
-            image = np.zeros((16, 16), np.uint8)
-            image[4:-4, 3:-3] = rng.integers(60, 250) if cls == "a" else rng.integers(0, 250, (8, 10))
-            (tmp_path / "slices" / cls).mkdir(parents=True, exist_ok=True)
-            Image.fromarray(image).save(tmp_path / "slices" / cls / f"{i}.png")
-    return tmp_path / "slices"
+    return tiny_imagefolder(tmp_path / "slices", (16, 16), (4, 3), textured=True)
 
 
 def last_json(capsys) -> dict:

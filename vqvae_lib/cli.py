@@ -41,6 +41,20 @@ def _positive(kind):
     return parse
 
 
+def _training_options(parser: argparse.ArgumentParser, out_help: str) -> None:
+    """The options every training command shares: budget, optimizer overrides, output, device."""
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--minutes", type=_positive(float), help="training time budget (training steps only)")
+    budget.add_argument("--steps", type=_positive(int), help="number of optimizer steps")
+    parser.add_argument("--batch-size", type=_positive(int))
+    parser.add_argument("--lr", type=_positive(float))
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--out", required=True, help=out_help)
+    parser.add_argument("--device", help="cuda | mps | cpu (default: the best available)")
+    parser.add_argument("--threads", type=_positive(int), help="CPU threads for torch")
+    parser.add_argument("--no-progress", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m vqvae_lib", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -51,16 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--profile", choices=PROFILES, help="sizes and step counts (default: $VQVAE_PROFILE or class)")
     train.add_argument("--model", choices=("profile", "reference"), default="profile",
                        help="'reference': the DeepMind Sonnet example's configuration (Adam 3e-4, batch 32)")
-    budget = train.add_mutually_exclusive_group()
-    budget.add_argument("--minutes", type=_positive(float), help="training time budget (training steps only)")
-    budget.add_argument("--steps", type=_positive(int), help="number of optimizer steps")
-    train.add_argument("--batch-size", type=_positive(int))
-    train.add_argument("--lr", type=_positive(float))
-    train.add_argument("--seed", type=int)
-    train.add_argument("--out", required=True, help="run folder: writes OUT/vqvae.pt and OUT/history.json")
-    train.add_argument("--device", help="cuda | mps | cpu (default: the best available)")
-    train.add_argument("--threads", type=_positive(int), help="CPU threads for torch")
-    train.add_argument("--no-progress", action="store_true")
+    _training_options(train, "run folder: writes OUT/vqvae.pt and OUT/history.json")
 
     ev = sub.add_parser("evaluate", help="score a trained VQ-VAE on a split")
     ev.add_argument("--checkpoint", required=True)
@@ -74,16 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     prior.add_argument("--vqvae", required=True, help="the VQ-VAE checkpoint whose codes the prior models")
     prior.add_argument("--data", default="default", help="slice source (default: %(default)s)")
     prior.add_argument("--profile", choices=PROFILES, help="prior size and steps (default: $VQVAE_PROFILE or class)")
-    budget = prior.add_mutually_exclusive_group()
-    budget.add_argument("--minutes", type=_positive(float), help="training time budget (training steps only)")
-    budget.add_argument("--steps", type=_positive(int), help="number of optimizer steps")
-    prior.add_argument("--batch-size", type=_positive(int))
-    prior.add_argument("--lr", type=_positive(float))
-    prior.add_argument("--seed", type=int)
-    prior.add_argument("--out", required=True, help="run folder: writes OUT/prior.pt and OUT/prior_history.json")
-    prior.add_argument("--device")
-    prior.add_argument("--threads", type=_positive(int))
-    prior.add_argument("--no-progress", action="store_true")
+    _training_options(prior, "run folder: writes OUT/prior.pt and OUT/prior_history.json")
 
     smp = sub.add_parser("sample", help="sample code maps from a prior, decode them, save a PNG grid")
     smp.add_argument("--vqvae", required=True)
