@@ -133,7 +133,7 @@ def find_scans(src_root: Path) -> tuple[list[_Scan], list[tuple[str, str]]]:
     for image in images:
         match = _SESSION.search(image.name)
         if match is None:
-            skipped.append((str(image), "file name holds no OAS1_XXXX_MRn session id"))
+            skipped.append((str(image), "file name holds no OAS1_<nnnn>_MR<n> session id"))
             continue
         session = f"{match[1]}_{match[2]}"
         if session in seen:
@@ -248,7 +248,7 @@ def main(argv=None) -> int:
     """``python -m vqvae_lib.oasis1 SRC DST [--seed 0] [--slice-step 1] [--overwrite]``."""
     parser = argparse.ArgumentParser(prog="python -m vqvae_lib.oasis1",
                                      description="Convert OASIS-1 discs to the OASIS PNG slice layout.")
-    parser.add_argument("src", help="folder holding the OAS1_XXXX_MRn subject folders")
+    parser.add_argument("src", help="folder holding the OAS1_<nnnn>_MR<n> subject folders")
     parser.add_argument("dst", help="folder to write keras_png_slices_* into")
     parser.add_argument("--seed", type=int, default=0, help="seed of the subject split")
     parser.add_argument("--slice-step", type=int, default=1, help="keep every n-th brain slice")

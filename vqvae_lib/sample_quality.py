@@ -10,8 +10,7 @@
 - Brain area: the fraction of pixels above ``BRAIN_THRESHOLD`` per image, mean and std, vs the real ones.
 
 Do the same for samples of the independent-codes prior (``prior.IndependentPrior.sample``) to see what
-the PixelCNN adds, and for held-out real slices themselves (the ceiling: on the MNI152 default set all
-virtual subjects share one brain, so real held-out slices score a high nearest-neighbour SSIM too).
+the PixelCNN adds, and for held-out real slices themselves: the ceiling (``compare_priors`` does all three).
 """
 from __future__ import annotations
 
@@ -113,16 +112,17 @@ def compare_priors(vqvae, prior, train_maps, train_images: torch.Tensor, real_im
                    seed: int = 0, **sample_options) -> dict[str, dict]:
     """The quality table of ``n`` decoded samples of the PixelCNN ``prior`` (labels cycling through all of
     its labels unless ``sample_options`` gives them), of the independent-codes prior fitted on
-    ``train_maps`` (``CodeMaps``) and, as the reference, of ``n`` real held-out slices (scored against the
-    other held-out slices). ``real_images``: held-out slices, more than ``n``; ``train_images``: the training
-    slices the samples are compared with."""
+    ``train_maps`` (``CodeMaps``) and, as the reference, of ``n`` real held-out slices picked at random
+    (seeded; scored against the other held-out slices). ``real_images``: held-out slices, more than ``n``;
+    ``train_images``: the training slices the samples are compared with."""
     if prior.config.n_labels and "labels" not in sample_options:
         sample_options["labels"] = torch.arange(n) % prior.config.n_labels
     pixelcnn = decode(vqvae, sample(prior, n, train_maps.shape, seed=seed, **sample_options))
     independent_codes = IndependentPrior.fit(train_maps.indices, train_maps.codebook_size).sample(n, train_maps.shape,
                                                                                                    seed)
+    picks = torch.randperm(len(real_images), generator=torch.Generator().manual_seed(seed))
     return quality_table({
         "pixelcnn": sample_quality(pixelcnn, real_images, train_images),
         "independent": sample_quality(decode(vqvae, independent_codes), real_images, train_images),
-        "real": sample_quality(real_images[:n], real_images[n:], train_images),
+        "real": sample_quality(real_images[picks[:n]], real_images[picks[n:]], train_images),
     })
