@@ -334,7 +334,8 @@ def _decode_listing(listing: _Listing, image_size: int, root: Path) -> tuple[dic
         reason = images[first] if isinstance(images[first], str) else masks[first]
         warnings.warn(f"skipped {len(bad)} unreadable or corrupt image(s) under {root}; first: "
                       f"{listing.images[first]} ({reason})", stacklevel=3)
-    keep = [i for i in range(len(images)) if i not in set(bad)]
+    skipped = set(bad)
+    keep = [i for i in range(len(images)) if i not in skipped]
     arrays = {"images": torch.from_numpy(np.stack([images[i] for i in keep]))[:, None]}
     if masks is not None:
         arrays["masks"] = torch.from_numpy(np.stack([masks[i] for i in keep]))

@@ -15,6 +15,8 @@ import torch
 from torch import Tensor
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
+from .quantizer import perplexity as quantizer_perplexity
+
 
 def _check_pair(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
     if pred.shape != target.shape or pred.dim() != 4:
@@ -57,11 +59,9 @@ def perplexity(counts: Tensor) -> float:
     Uniform use of k codes gives k; a single code gives 1.
     """
     counts = counts.double().flatten()
-    total = counts.sum()
-    if total <= 0:
+    if counts.sum() <= 0:
         raise ValueError("perplexity of an empty histogram: no code was counted")
-    p = counts[counts > 0] / total
-    return float(torch.exp(-(p * p.log()).sum()))
+    return float(quantizer_perplexity(counts))
 
 
 def bits_per_code(nll_nats):
