@@ -5,7 +5,8 @@
     python benchmarks/vqvae_quality.py --data kaggle --profile class          # the class profile's own budget
 
 Trains from scratch into runs/bench-..., evaluates on the held-out split, and writes one JSON record to
-benchmarks/results/ with the scores, the training throughput, data-loading times and the machine.
+benchmarks/results/ with the scores, the validation SSIM along the way (against training time), the
+training throughput, data-loading times, the machine and the commit.
 ``--data kaggle`` is ../shared/data/oasis-kaggle/train (real OASIS-derived slices; seeded 80/20 split
 by file); ``default`` is the built-in MNI152 set (test split).
 """
@@ -41,6 +42,21 @@ def machine() -> dict:
             "torch": torch.__version__, "python": platform.python_version()}
 
 
+def git_commit() -> str | None:
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
+                           cwd=ROOT).stdout.strip()
+    return (done.stdout.strip() + ("+changes" if dirty else "")) if done.returncode == 0 else None
+
+
+def ssim_curve(run_dir: Path) -> list[list[float]]:
+    """[training seconds, validation SSIM] at every validation of the run (256 held-out slices each)."""
+    history = json.loads((run_dir / "history.json").read_text())["history"]
+    seconds = dict(zip(history["step"], history["seconds"]))
+    return [[round(seconds[step], 1), round(ssim, 4)] for step, ssim in zip(history["val_step"],
+                                                                            history["val_ssim_mean"])]
+
+
 def data_loading(source: str, image_size: int) -> dict:
     """Seconds to decode the training split from files, then to reopen it from the cache."""
     from vqvae_lib.data import load_dataset
@@ -70,6 +86,7 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--device", help="cuda | mps | cpu")
     parser.add_argument("--name", help="result name (default from the arguments)")
+    parser.add_argument("--eval-every", type=int, default=250, help="validation SSIM every N steps (the curve)")
     args = parser.parse_args()
 
     source = str(KAGGLE) if args.data == "kaggle" else args.data
@@ -83,7 +100,7 @@ def main() -> None:
     record = {"name": name, "data": args.data, "model": args.model, "profile": args.profile,
               "image_size": args.image_size, "machine": machine(), "loading": data_loading(source, args.image_size)}
     train_args = ["train-vqvae", "--data", source, "--image-size", str(args.image_size), "--profile", args.profile,
-                  "--out", str(run_dir), "--no-progress"]
+                  "--out", str(run_dir), "--no-progress", "--eval-every", str(args.eval_every)]
     if args.minutes:
         train_args += ["--minutes", str(args.minutes)]
     if args.model == "reference":
@@ -93,7 +110,8 @@ def main() -> None:
     record["train"] = run_cli(*train_args)
     record["eval"] = run_cli("evaluate", "--checkpoint", str(run_dir / "vqvae.pt"), "--data", source, "--json",
                              *(["--device", args.device] if args.device else []))
-    record["date"] = time.strftime("%Y-%m-%d %H:%M")
+    record["curve"] = ssim_curve(run_dir)
+    record["date"], record["commit"] = time.strftime("%Y-%m-%d %H:%M"), git_commit()
     out = ROOT / "benchmarks" / "results" / f"{name}.json"
     out.write_text(json.dumps(record, indent=1))
     ev, tr = record["eval"], record["train"]

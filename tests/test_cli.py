@@ -52,6 +52,19 @@ def test_minutes_budget_and_reference_model(tiny_source, tmp_path, capsys):
     assert model.config.hidden_channels == 128 and model.config.codebook_init == "random"
 
 
+def test_speed_options_reach_the_training_config(tiny_source, tmp_path, capsys):
+    out = tmp_path / "fast"
+    assert main(["train-vqvae", "--data", str(tiny_source), "--image-size", "32", "--profile", "smoke",
+                 "--steps", "2", "--batch-size", "4", "--precision", "bf16", "--channels-last", "--out", str(out),
+                 "--no-progress"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["processes"] == 1 and summary["precision"] == "bf16" and summary["channels_last"]
+    saved = load_checkpoint(out / "vqvae.pt")["train_config"]
+    assert saved["precision"] == "bf16" and saved["channels_last"] and not saved["compile"]
+    with pytest.raises(SystemExit):
+        main(["train-vqvae", "--precision", "fp16", "--out", str(out)])
+
+
 def test_bad_input_is_named(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("VQVAE_HOME", str(tmp_path))
     assert main(["train-vqvae", "--data", str(tmp_path / "missing"), "--steps", "1", "--out", str(tmp_path / "o")]) == 2

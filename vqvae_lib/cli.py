@@ -11,6 +11,10 @@ who outgrow the notebooks.
 
 SOURCE is anything the data layer reads: an OASIS slice root, an ImageFolder tree, a plain folder
 of images, or ``default``.
+
+The training commands run data-parallel when started by torchrun (``--batch-size`` is then per process):
+
+    torchrun --nproc_per_node=4 -m vqvae_lib train-vqvae --data SOURCE --profile full --out runs/NAME
 """
 from __future__ import annotations
 
@@ -24,8 +28,9 @@ from pathlib import Path
 import torch
 from torchvision.utils import save_image
 
-from .config import PROFILES, TrainConfig, VQVAEConfig, get_profile
-from .pipeline import evaluate_vqvae, load_prior, load_vqvae, train_prior, train_vqvae, with_minutes
+from . import distributed
+from .config import PRECISIONS, PROFILES, TrainConfig, VQVAEConfig, get_profile
+from .pipeline import evaluate_vqvae, load_prior, load_vqvae, throughput, train_prior, train_vqvae, with_minutes
 from .sampling import decode, sample
 from .utils import get_device
 
@@ -49,10 +54,23 @@ def _training_options(parser: argparse.ArgumentParser, out_help: str) -> None:
     parser.add_argument("--batch-size", type=_positive(int))
     parser.add_argument("--lr", type=_positive(float))
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--eval-every", type=int, help="validate every N steps (0: only at the end)")
     parser.add_argument("--out", required=True, help=out_help)
     parser.add_argument("--device", help="cuda | mps | cpu (default: the best available)")
-    parser.add_argument("--threads", type=_positive(int), help="CPU threads for torch")
+    parser.add_argument("--threads", type=_positive(int), help="CPU threads for torch (per process)")
+    parser.add_argument("--precision", choices=PRECISIONS,
+                        help="auto (default): bf16 autocast on CUDA, fp32 elsewhere; the quantizer is always fp32")
+    parser.add_argument("--channels-last", action="store_true", help="NHWC memory layout for the convolutions")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model (slow to start)")
     parser.add_argument("--no-progress", action="store_true")
+
+
+def _train_overrides(args) -> dict:
+    """The TrainConfig fields a training command's options change."""
+    options = {"batch_size": args.batch_size, "lr": args.lr, "seed": args.seed, "eval_every": args.eval_every,
+               "precision": args.precision,
+               "channels_last": args.channels_last or None, "compile": args.compile or None}
+    return {name: value for name, value in options.items() if value is not None}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,14 +122,18 @@ def _train_config(args) -> tuple[VQVAEConfig, TrainConfig, int]:
     else:
         model_cfg, train_cfg = profile.vqvae, profile.vqvae_train
     train_cfg = with_minutes(train_cfg, args.minutes, args.steps)
-    overrides = (("batch_size", args.batch_size), ("lr", args.lr), ("seed", args.seed))
-    changes = {k: v for k, v in overrides if v is not None}
-    return model_cfg, replace(train_cfg, **changes), args.image_size or profile.image_size
+    return model_cfg, replace(train_cfg, **_train_overrides(args)), args.image_size or profile.image_size
+
+
+def _print_summary(summary: dict) -> None:
+    """One JSON line, from rank 0 alone under torchrun."""
+    if distributed.is_main():
+        print(json.dumps(summary))
 
 
 def cmd_train(args) -> int:
     model_cfg, train_cfg, size = _train_config(args)
-    device = get_device(args.device)
+    device = distributed.setup(get_device(args.device))
     started = time.perf_counter()
     result = train_vqvae(args.data, args.out, model_cfg, train_cfg, size, device=device,
                          progress=not args.no_progress)
@@ -119,12 +141,14 @@ def cmd_train(args) -> int:
     summary = {
         "checkpoint": str(result.checkpoint), "steps": result.step, "stopped": result.stopped,
         "train_seconds": round(result.train_seconds, 1), "wall_seconds": round(time.perf_counter() - started, 1),
-        "images_per_second": round(result.step * train_cfg.batch_size / max(result.train_seconds, 1e-9), 1),
+        "images_per_second": round(throughput(result, train_cfg.batch_size), 1),
         "val_ssim": history.get("val_ssim_mean", [None])[-1],
         "val_active_codes": history.get("val_active_codes", [None])[-1],
-        "device": str(device),
+        "device": str(device), "processes": distributed.world_size(), "batch_size": train_cfg.batch_size,
+        "threads": torch.get_num_threads(), "precision": train_cfg.precision,
+        "channels_last": train_cfg.channels_last, "compile": train_cfg.compile,
     }
-    print(json.dumps(summary))
+    _print_summary(summary)
     return 0
 
 
@@ -141,20 +165,20 @@ def cmd_evaluate(args) -> int:
 
 def cmd_train_prior(args) -> int:
     profile = get_profile(args.profile)
-    overrides = (("batch_size", args.batch_size), ("lr", args.lr), ("seed", args.seed))
-    train_cfg = replace(with_minutes(profile.prior_train, args.minutes, args.steps),
-                        **{k: v for k, v in overrides if v is not None})
-    device = get_device(args.device)
+    train_cfg = replace(with_minutes(profile.prior_train, args.minutes, args.steps), **_train_overrides(args))
+    device = distributed.setup(get_device(args.device))
     started = time.perf_counter()
     result = train_prior(args.vqvae, args.data, args.out, profile.prior, train_cfg, device=device,
                          progress=not args.no_progress)
     summary = {
         "checkpoint": str(result.checkpoint), "steps": result.step, "stopped": result.stopped,
         "train_seconds": round(result.train_seconds, 1), "wall_seconds": round(time.perf_counter() - started, 1),
+        "maps_per_second": round(throughput(result, train_cfg.batch_size), 1),
         "val_bits_per_code": result.history.get("val_bits_per_code", [None])[-1],
-        "labels": result.model.label_names, "device": str(device),
+        "labels": result.model.label_names, "device": str(device), "processes": distributed.world_size(),
+        "precision": train_cfg.precision,
     }
-    print(json.dumps(summary))
+    _print_summary(summary)
     return 0
 
 
@@ -211,6 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    finally:
+        distributed.teardown()
 
 
 if __name__ == "__main__":

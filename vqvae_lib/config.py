@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, replace
 
 PROFILES = ("smoke", "class", "full")
 DEFAULT_PROFILE = "class"
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,9 @@ class TrainConfig:
     eval_every: int = 200         # validation SSIM every N steps (0: never)
     checkpoint_every: int = 200   # checkpoint every N steps (and always at the end)
     seed: int = 0
+    precision: str = "auto"       # "auto" (bf16 autocast on CUDA, else fp32) | "fp32" | "bf16"
+    channels_last: bool = False   # NHWC memory layout for the convolutions
+    compile: bool = False         # torch.compile the model for training
 
     def __post_init__(self):
         if self.steps < 1:
@@ -75,6 +79,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.minutes must be positive, got {self.minutes}")
         if self.schedule not in ("cosine", "constant"):
             raise ValueError(f"TrainConfig.schedule must be 'cosine' or 'constant', got {self.schedule!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"TrainConfig.precision must be one of {PRECISIONS}, got {self.precision!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import torch
 
+from . import distributed
 from .codemaps import load_code_maps
 from .config import PixelCNNConfig, Profile, TrainConfig, VQVAEConfig, get_profile
 from .data import SliceDataset, default_eval_split, load_dataset
@@ -47,8 +48,9 @@ def train_vqvae(source: str, out_dir: str | Path, model_cfg: VQVAEConfig, train_
     Validation uses the source's ``validate`` split (its seeded hold-out when it has no splits).
     """
     device = device or get_device()
-    train_set = load_dataset(source, "train", image_size)
-    val_set = load_dataset(source, "validate", image_size)
+    with distributed.main_first():  # under torchrun, rank 0 builds the data cache, the others read it
+        train_set = load_dataset(source, "train", image_size)
+        val_set = load_dataset(source, "validate", image_size)
     out_dir = Path(out_dir)
     model = VQVAE(model_cfg).to(device)
     model.image_size = image_size
@@ -58,13 +60,17 @@ def train_vqvae(source: str, out_dir: str | Path, model_cfg: VQVAEConfig, train_
                  validate=reconstruction_validator(val_set.images[:val_images]), meta=meta,
                  fingerprint=train_set.fingerprint, progress=progress)
     payload = {"history": result.history, "steps": result.step, "train_seconds": result.train_seconds,
-               "stopped": result.stopped, "images_per_second": _throughput(result, train_cfg.batch_size)}
-    atomic_write_bytes(out_dir / "history.json", json.dumps(payload).encode())
+               "stopped": result.stopped, "images_per_second": throughput(result, train_cfg.batch_size),
+               "processes": distributed.world_size()}
+    if distributed.is_main():
+        atomic_write_bytes(out_dir / "history.json", json.dumps(payload).encode())
     return result
 
 
-def _throughput(result: FitResult, batch_size: int) -> float:
-    return result.step * batch_size / result.train_seconds if result.train_seconds > 0 else 0.0
+def throughput(result: FitResult, batch_size: int) -> float:
+    """Training examples per second of training time, over all processes (``batch_size`` is per process)."""
+    seen = result.step * batch_size * distributed.world_size()
+    return seen / result.train_seconds if result.train_seconds > 0 else 0.0
 
 
 def load_vqvae(path: str | Path, device: torch.device | None = None) -> VQVAE:
@@ -152,8 +158,9 @@ def train_prior(vqvae_path: str | Path, source: str, out_dir: str | Path, model_
     path, vqvae_fingerprint = out_dir / "prior.pt", checkpoint_fingerprint(vqvae_path)
     if path.exists():
         _check_prior_vqvae(load_checkpoint(path, map_location="cpu")["meta"], path, vqvae_path, vqvae_fingerprint)
-    train_maps = load_code_maps(vqvae_path, source, "train", n_buckets=model_cfg.depth_buckets, device=device)
-    val_maps = load_code_maps(vqvae_path, source, "validate", n_buckets=model_cfg.depth_buckets, device=device)
+    with distributed.main_first():  # under torchrun, rank 0 encodes and caches the code maps, the others read them
+        train_maps = load_code_maps(vqvae_path, source, "train", n_buckets=model_cfg.depth_buckets, device=device)
+        val_maps = load_code_maps(vqvae_path, source, "validate", n_buckets=model_cfg.depth_buckets, device=device)
     cfg = replace(model_cfg, codebook_size=train_maps.codebook_size,
                   n_labels=train_maps.n_labels if model_cfg.conditional else 0)
     meta = {"kind": "prior", "config": cfg.to_dict(), "vqvae_fingerprint": vqvae_fingerprint,
@@ -166,8 +173,10 @@ def train_prior(vqvae_path: str | Path, source: str, out_dir: str | Path, model_
                  validate=prior_validator(val_maps.indices[:VAL_CODE_MAPS], val_labels), meta=meta,
                  fingerprint=train_maps.key, progress=progress)
     payload = {"history": result.history, "steps": result.step, "train_seconds": result.train_seconds,
-               "stopped": result.stopped, "maps_per_second": _throughput(result, train_cfg.batch_size)}
-    atomic_write_bytes(out_dir / "prior_history.json", json.dumps(payload).encode())
+               "stopped": result.stopped, "maps_per_second": throughput(result, train_cfg.batch_size),
+               "processes": distributed.world_size()}
+    if distributed.is_main():
+        atomic_write_bytes(out_dir / "prior_history.json", json.dumps(payload).encode())
     return result
 
 

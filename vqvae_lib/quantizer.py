@@ -9,9 +9,16 @@ extra terms pull codes and encoder outputs together:
 
 Options: EMA codebook updates instead of the codebook loss (paper appendix), codebook initialisation
 from encoder outputs ("data") or their k-means centroids ("kmeans"), and restarts of dead codes.
+
+Precision: distances, losses and EMA arithmetic always run in fp32, with autocast switched off here,
+so the rest of the model can train in bf16 (a known way to blow up VQ training is a bf16 argmin).
+Data parallel (torchrun): the code counts and sums of every rank are all-reduced before the EMA update,
+and new codes (initialisation, restarts) are drawn on rank 0 and broadcast, so the codebook stays
+identical on every rank.
 """
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import torch
@@ -19,6 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import VQVAEConfig
+from .distributed import all_reduce_sum_, broadcast_
 
 INITS = ("random", "data", "kmeans")
 
@@ -31,6 +39,16 @@ class QuantizerOutput(NamedTuple):
     commitment_loss: torch.Tensor  # scalar: ||z_e - sg[e]||^2, the term that beta multiplies
     perplexity: torch.Tensor       # scalar: exp(entropy of the batch's code histogram)
     active_codes: int              # distinct codes used in the batch
+
+
+def fp32(method):
+    """Run ``method(self, z, ...)`` on ``z.float()`` with autocast switched off: the quantizer computes in
+    fp32 whatever precision the rest of the model trains in."""
+    @functools.wraps(method)
+    def in_fp32(self, z: torch.Tensor, *args, **kwargs):
+        with torch.autocast(z.device.type, enabled=False):
+            return method(self, z.float(), *args, **kwargs)
+    return in_fp32
 
 
 def flatten(z: torch.Tensor) -> torch.Tensor:
@@ -116,10 +134,11 @@ class VectorQuantizer(nn.Module):
     def codebook(self) -> torch.Tensor:
         return self.embeddings  # (K, D)
 
+    @fp32
     def forward(self, z_e: torch.Tensor) -> QuantizerOutput:
         self._check(z_e)
         B, D, h, w = z_e.shape
-        z = flatten(z_e).float()  # (N, D), N = B*h*w; fp32 even under autocast
+        z = flatten(z_e)  # (N, D), N = B*h*w
         if self.training and not bool(self.initialized):
             self.init_codebook(z.detach())
         indices = self.nearest(z_e).flatten()  # (N,)
@@ -128,9 +147,9 @@ class VectorQuantizer(nn.Module):
         codebook_loss = z.new_zeros(()) if self.ema else F.mse_loss(e, z.detach())
         loss = codebook_loss + self.beta * commitment_loss
         quantized = z + (e - z).detach()  # straight-through: the value of e, the gradient of z
-        counts = torch.bincount(indices, minlength=self.codebook_size)  # (K,)
+        counts = torch.bincount(indices, minlength=self.codebook_size)  # (K,) this process's batch
         if self.training:
-            self.update(z.detach(), indices, counts)
+            counts = self.update(z.detach(), indices, counts)  # (K,) summed over all ranks' batches
         return QuantizerOutput(
             quantized=quantized.view(B, h, w, D).permute(0, 3, 1, 2).contiguous(),  # (B, D, h, w)
             indices=indices.view(B, h, w),
@@ -142,6 +161,7 @@ class VectorQuantizer(nn.Module):
         )
 
     @torch.no_grad()
+    @fp32
     def nearest(self, z_e: torch.Tensor) -> torch.Tensor:
         """Index of the nearest code for every position: (B, D, h, w) -> (B, h, w). No side effects."""
         self._check(z_e)
@@ -154,13 +174,16 @@ class VectorQuantizer(nn.Module):
         return F.embedding(indices, self.embeddings).permute(0, 3, 1, 2).contiguous()
 
     @torch.no_grad()
-    def update(self, z_flat: torch.Tensor, indices: torch.Tensor, counts: torch.Tensor) -> None:
-        """Training-time bookkeeping after a batch: usage, EMA codebook update, dead-code restarts."""
-        self.usage.mul_(self.ema_decay).add_(counts.float(), alpha=1 - self.ema_decay)
+    def update(self, z_flat: torch.Tensor, indices: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        """Training-time bookkeeping after a batch: usage, EMA codebook update, dead-code restarts.
+        Returns the code counts (K,) of the global batch (all ranks' counts summed)."""
+        counts = all_reduce_sum_(counts.float())  # (K,)
+        self.usage.mul_(self.ema_decay).add_(counts, alpha=1 - self.ema_decay)
         if self.ema:
             self.ema_update(z_flat, indices, counts)
         if self.restart_dead:
             self.restart_dead_codes(z_flat)
+        return counts
 
     @torch.no_grad()
     def ema_update(self, z_flat: torch.Tensor, indices: torch.Tensor, counts: torch.Tensor) -> None:
@@ -168,9 +191,11 @@ class VectorQuantizer(nn.Module):
 
         For e_i only, N_i is Laplace-smoothed, (N_i + eps) / (n + K eps) * n with n = sum_i N_i,
         so that a code with no vectors never divides by zero. The buffer keeps the raw N_i.
+        ``counts`` are the global batch's (see ``update``); the sums are all-reduced here.
         """
         g, eps, K = self.ema_decay, self.ema_epsilon, self.codebook_size
-        embed_sum = torch.zeros_like(self.ema_embed_sum).index_add_(0, indices, z_flat)  # (K, D)
+        embed_sum = torch.zeros_like(self.ema_embed_sum).index_add_(0, indices, z_flat.float())  # (K, D)
+        all_reduce_sum_(embed_sum)
         self.ema_cluster_size.mul_(g).add_(counts.float(), alpha=1 - g)
         self.ema_embed_sum.mul_(g).add_(embed_sum, alpha=1 - g)
         n = self.ema_cluster_size.sum()
@@ -179,9 +204,11 @@ class VectorQuantizer(nn.Module):
 
     @torch.no_grad()
     def init_codebook(self, z_flat: torch.Tensor) -> None:
-        """Codebook from encoder outputs z_flat (N, D): K sampled rows ("data") or k-means centroids."""
+        """Codebook from encoder outputs z_flat (N, D): K sampled rows ("data") or k-means centroids
+        (rank 0's, broadcast to every rank under torchrun)."""
         z = z_flat.float()
         codes = kmeans(z, self.codebook_size) if self.init == "kmeans" else sample_rows(z, self.codebook_size)
+        broadcast_(codes)
         self.embeddings.copy_(codes)
         if self.ema:
             self.ema_cluster_size.fill_(1.0)
@@ -199,6 +226,7 @@ class VectorQuantizer(nn.Module):
         z = z_flat.float()
         codes = sample_rows(z, n_dead)  # (n_dead, D)
         codes = codes + 0.01 * z.std() * torch.randn_like(codes)
+        broadcast_(codes)  # rank 0's draw, on every rank
         self.embeddings[dead] = codes
         self.usage[dead] = self.dead_threshold
         if self.ema:

@@ -13,6 +13,15 @@ Time accounting: only the training steps (forward, backward, clipping, optimizer
 Divergence: a non-finite loss or gradient norm, or a loss above ``DIVERGENCE_FACTOR`` times the median
 loss of the first ``DIVERGENCE_WINDOW`` steps, stops training with ``TrainingDiverged`` before the
 update is applied; the last checkpoint on disk is left as it was.
+
+Under ``torchrun`` (see ``distributed.py``) the same loop runs data-parallel: every rank draws its own
+share of each epoch (``DistributedSampler``), gradients are averaged by ``DistributedDataParallel``, the
+logged loss is the mean over ranks, and the training clock is rank 0's, so every rank takes the same
+learning rate and stops at the same step. Rank 0 alone validates, shows progress and writes checkpoints;
+every rank resumes from the same checkpoint. ``cfg.batch_size`` is per process.
+
+Speed options (``TrainConfig``): ``precision`` (bf16 autocast; the quantizer stays fp32),
+``channels_last`` and ``compile``; ``benchmarks/throughput.py`` measures them.
 """
 from __future__ import annotations
 
@@ -27,8 +36,10 @@ from time import perf_counter
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
+from . import distributed
 from .config import TrainConfig
 from .metrics import evaluate_reconstruction
 from .utils import atomic_torch_save, set_seed
@@ -69,30 +80,41 @@ def learning_rate(cfg: TrainConfig, step: int, progress: float | None = None) ->
 
 
 class BatchSampler:
-    """Batches of indices without replacement: a fresh permutation per epoch, the tail dropped."""
+    """This process's batches of indices, without replacement: torch's ``DistributedSampler`` (a permutation
+    seeded by ``seed + epoch``; each of ``world_size`` ranks takes its own disjoint share, a plain process
+    all of it) cut into batches, the tail of each epoch dropped. Its state is just (epoch, position)."""
 
-    def __init__(self, n: int, batch_size: int, seed: int):
-        self.n, self.batch_size = n, min(batch_size, n)
-        self.generator = torch.Generator().manual_seed(seed)
-        self.permutation = torch.randperm(n, generator=self.generator)
-        self.position = 0
+    def __init__(self, n: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
+        if n < world_size:
+            raise ValueError(f"{n} training examples cannot be shared by {world_size} processes")
+        self.sampler = DistributedSampler(range(n), num_replicas=world_size, rank=rank, shuffle=True, seed=seed,
+                                          drop_last=True)
+        self.n = len(self.sampler)  # this rank's share of an epoch
+        self.batch_size = min(batch_size, self.n)
+        self.epoch, self.position = 0, 0
+        self.order = self._permutation()
+
+    def _permutation(self) -> Tensor:
+        self.sampler.set_epoch(self.epoch)
+        return torch.tensor(list(self.sampler), dtype=torch.long)  # (n,)
 
     def next_indices(self) -> Tensor:
         if self.position + self.batch_size > self.n:
-            self.permutation = torch.randperm(self.n, generator=self.generator)
-            self.position = 0
-        idx = self.permutation[self.position:self.position + self.batch_size]  # (B,)
+            self.epoch, self.position = self.epoch + 1, 0
+            self.order = self._permutation()
+        idx = self.order[self.position:self.position + self.batch_size]  # (B,)
         self.position += self.batch_size
         return idx
 
     def state_dict(self) -> dict:
-        return {"permutation": self.permutation.clone(), "position": self.position,
-                "generator": self.generator.get_state()}
+        return {"epoch": self.epoch, "position": self.position}
 
     def load_state_dict(self, state: dict) -> None:
-        self.permutation = state["permutation"].cpu().long()
-        self.position = int(state["position"])
-        self.generator.set_state(state["generator"].cpu())
+        if "epoch" not in state:
+            raise ValueError("its batch-sampler state predates the DistributedSampler (no epoch); it was "
+                             "written by an older vqvae_lib")
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])
+        self.order = self._permutation()
 
 
 def _rng_state() -> dict:
@@ -156,6 +178,42 @@ def _scalar(value) -> float:
     return float(value.detach()) if isinstance(value, Tensor) else float(value)
 
 
+def _mean_over_ranks(values: list[float], device: torch.device) -> list[float]:
+    """The mean of each value over all ranks (the values themselves in a single process)."""
+    if not distributed.is_distributed():
+        return values
+    return distributed.all_reduce_mean_(torch.tensor(values, dtype=torch.float64, device=device)).tolist()
+
+
+def _main_value(value: float, device: torch.device) -> float:
+    """Rank 0's value on every rank (the value itself in a single process)."""
+    if not distributed.is_distributed():
+        return value
+    return float(distributed.broadcast_(torch.tensor([value], dtype=torch.float64, device=device)))
+
+
+def compile_in_place(model: nn.Module) -> None:
+    """``torch.compile`` a model's heavy parts in place (its state_dict keeps its names): a VQ-VAE's encoder
+    and decoder, any other model whole. The quantizer stays eager: it branches on data and talks to the
+    other ranks."""
+    parts = [model.encoder, model.decoder] if hasattr(model, "quantizer") else [model]
+    for part in parts:
+        part.compile()
+
+
+def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for ``cfg.precision`` on ``device``: bf16, or None for plain fp32.
+
+    "auto" means bf16 on a CUDA GPU that supports it and fp32 everywhere else.
+    """
+    if cfg.precision == "fp32":
+        return None
+    if cfg.precision == "bf16":
+        return torch.bfloat16
+    cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return torch.bfloat16 if cuda_bf16 else None
+
+
 def _record(history: dict, values: dict) -> None:
     for name, value in values.items():
         history.setdefault(name, []).append(value)
@@ -178,6 +236,18 @@ class _Run:
     def __post_init__(self):
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        self.device = next(self.model.parameters()).device
+        self.net = self.model  # what the loss function calls: the model, or its DDP / compiled wrapper
+        self.dtype = autocast_dtype(self.cfg, self.device)
+
+    def prepare(self) -> None:
+        """Memory layout, DistributedDataParallel, torch.compile: after resuming, before the first step."""
+        if self.cfg.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        if self.cfg.compile:
+            compile_in_place(self.model)
+        self.net = distributed.wrap(self.model)
+        self.net.train()
 
     def stop_reason(self) -> str | None:
         if self.step >= self.cfg.steps:
@@ -200,9 +270,14 @@ class _Run:
         return f"the last good checkpoint {self.path} (step {self.saved_step}) was kept"
 
     def train_step(self, loss_fn: LossFn, batch: Tensor, labels: Tensor | None, lr: float):
-        """One AdamW step -> (loss, metrics); raises TrainingDiverged before a bad update."""
-        loss, metrics = loss_fn(self.model, batch, labels)
-        value, metrics = float(loss.detach()), {name: _scalar(v) for name, v in metrics.items()}
+        """One AdamW step -> (loss, metrics), both averaged over ranks; raises TrainingDiverged before a
+        bad update (on every rank alike)."""
+        if self.cfg.channels_last and batch.ndim == 4:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(self.device.type, dtype=self.dtype or torch.bfloat16, enabled=self.dtype is not None):
+            loss, metrics = loss_fn(self.net, batch, labels)
+        values = _mean_over_ranks([_scalar(loss), *(_scalar(v) for v in metrics.values())], self.device)
+        value, metrics = values[0], dict(zip(metrics, values[1:]))
         if clash := set(metrics) & set(RESERVED):
             raise ValueError(f"loss_fn metrics may not be named {sorted(clash)}: history uses them")
         if (reason := _divergence(value, self.history)) is not None:
@@ -221,11 +296,17 @@ class _Run:
         return value, metrics
 
     def validate(self, validate: Callable[[nn.Module], dict]) -> None:
-        scores = {f"val_{name}": float(v) for name, v in validate(self.model).items()}
-        self.model.train()
-        _record(self.history, {"val_step": self.step, **scores})
+        """Score the model (rank 0 alone: the other ranks go on to the next step and wait for it there)."""
+        if distributed.is_main():
+            scores = {f"val_{name}": float(v) for name, v in validate(self.model).items()}
+            _record(self.history, {"val_step": self.step, **scores})
+        self.net.train()
 
     def save(self) -> None:
+        """Write the checkpoint atomically (rank 0 alone; the weights are the same on every rank)."""
+        self.saved_step = self.step
+        if not distributed.is_main():
+            return
         if not _all_finite(self.model):
             raise TrainingDiverged(f"non-finite weights at step {self.step}; {self.kept()}")
         atomic_torch_save({
@@ -234,7 +315,6 @@ class _Run:
             "train_seconds": self.seconds, "history": self.history, "sampler": self.sampler.state_dict(),
             "rng": _rng_state(), "fingerprint": self.fingerprint,
         }, self.path)
-        self.saved_step = self.step
 
     def resume(self, device: torch.device) -> None:
         """Restore everything ``save`` wrote; refuse a checkpoint of other data or another model."""
@@ -248,9 +328,13 @@ class _Run:
         except RuntimeError as err:
             raise ValueError(f"checkpoint {self.path} does not fit this model: {err}") from err
         self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.sampler.load_state_dict(ckpt["sampler"])
         _set_rng_state(ckpt["rng"])
         self.step, self.seconds = int(ckpt["step"]), float(ckpt["train_seconds"])
+        if self.stop_reason() is None:  # a finished run draws no more batches (and may predate this sampler)
+            try:
+                self.sampler.load_state_dict(ckpt["sampler"])
+            except ValueError as err:
+                raise ValueError(f"checkpoint {self.path} cannot be resumed: {err}; delete it to train again") from err
         self.history = {name: list(values) for name, values in ckpt["history"].items()}
         self.saved_step = self.step
 
@@ -280,21 +364,22 @@ def fit(model: nn.Module, data: Tensor, loss_fn: LossFn, cfg: TrainConfig, *, la
         raise ValueError(f"labels ({len(labels)}) and data ({len(data)}) differ in length")
     device = next(model.parameters()).device
     path = Path(checkpoint) if checkpoint is not None else None
-    sampler = BatchSampler(len(data), cfg.batch_size, cfg.seed)
+    sampler = BatchSampler(len(data), cfg.batch_size, cfg.seed, distributed.rank(), distributed.world_size())
     run = _Run(model, cfg, sampler, path, fingerprint, dict(meta or {}))
     if path is not None and path.exists():
         run.resume(device)
     else:
         set_seed(cfg.seed)
     start_step = run.step
-    model.train()
-    with tqdm(total=cfg.steps, initial=run.step, disable=not progress, desc=run.meta.get("kind", "fit")) as bar:
+    run.prepare()
+    show = progress and distributed.is_main()
+    with tqdm(total=cfg.steps, initial=run.step, disable=not show, desc=run.meta.get("kind", "fit")) as bar:
         while (stopped := run.stop_reason()) is None:
             batch, batch_labels = _next_batch(run.sampler, data, labels, device)
             lr = run.lr()
             start = perf_counter()
             loss, metrics = run.train_step(loss_fn, batch, batch_labels, lr)
-            run.seconds += perf_counter() - start
+            run.seconds = _main_value(run.seconds + perf_counter() - start, device)
             run.step += 1
             _record(run.history, {"step": run.step, "loss": loss, "lr": lr, "seconds": run.seconds, **metrics})
             bar.update(1)
@@ -308,6 +393,7 @@ def fit(model: nn.Module, data: Tensor, loss_fn: LossFn, cfg: TrainConfig, *, la
         run.validate(validate)
     if path is not None and (validated or run.saved_step != run.step):
         run.save()
+    distributed.barrier()  # the final checkpoint is on disk before any rank returns
     model.eval()
     return FitResult(model=model, history=run.history, step=run.step, train_seconds=run.seconds,
                      stopped=stopped, checkpoint=path, start_step=start_step)
