@@ -1,43 +1,183 @@
-"""Print the benchmark tables (markdown) from benchmarks/results/*.json.
+"""Write benchmarks/RESULTS.md and its figures from benchmarks/results/*.json (nothing is typed by hand).
 
     python benchmarks/report.py
+
+Figures: figures/bench_ssim_vs_time.png (validation SSIM against training time, ours and the reference
+configuration) and figures/bench_throughput.png (training throughput per variant and device).
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+FIGURES = ROOT / "figures"
+NOT_MEASURED = "not measured (no GPU was lent to the session that ran these benchmarks)"
 
 
-def quality_rows(records: list[dict]) -> list[str]:
-    rows = ["| data | model | training budget | held-out slices | mean SSIM | PSNR (dB) | active codes of 512 "
-            "| steps | train images/s |",
-            "|---|---|---|---|---|---|---|---|---|"]
-    for r in sorted(records, key=lambda r: (r["data"], r["name"])):
+def load(name: str) -> dict | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def describe(m: dict) -> str:
+    gpu = f", GPU {m['gpu']}" if m.get("gpu") else ", no GPU"
+    return f"{m['cpu']}, {m['cores']} cores{gpu}; torch {m['torch']}, Python {m['python']}"
+
+
+def label(r: dict) -> str:
+    """The model of a quality record, with its speed options when it has any."""
+    options = [o for o, on in (("bf16", r.get("precision") == "bf16"), ("channels_last", r.get("channels_last"))) if on]
+    return r["model"] + (f" ({', '.join(options)})" if options else "")
+
+
+def quality_records() -> list[dict]:
+    records = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
+    quality = (r for r in records if "eval" in r)
+    return sorted(quality, key=lambda r: (r["data"], r["model"], r["train"]["train_seconds"], label(r)))
+
+
+def quality_table(records: list[dict]) -> list[str]:
+    rows = ["| data | model | training time | held-out slices | mean SSIM | PSNR (dB) | codes used (of 512) "
+            "| steps | train images/s | measured |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in records:
         tr, ev = r["train"], r["eval"]
         budget = f"{tr['train_seconds'] / 60:.0f} min" + (" (class profile)" if "class-budget" in r["name"] else "")
-        rows.append(f"| {r['data']} | {r['model']} | {budget} | {ev['n_images']} | {ev['ssim_mean']:.4f} | "
-                    f"{ev['psnr_mean']:.2f} | {ev['active_codes']} | {tr['steps']} | {tr['images_per_second']:.0f} |")
+        rows.append(f"| {r['data']} | {label(r)} | {budget} | {ev['n_images']} | **{ev['ssim_mean']:.4f}** | "
+                    f"{ev['psnr_mean']:.2f} | {ev['active_codes']} | {tr['steps']} | {tr['images_per_second']:.0f} | "
+                    f"{r['date'][:10]} {r.get('commit') or ''} |")
     return rows
 
 
+def ssim_figure(records: list[dict]) -> Path:
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, data in zip(axes, ("kaggle", "default")):
+        for r in (r for r in records if r["data"] == data and "class-budget" not in r["name"]):
+            minutes = [s / 60 for s, _ in r["curve"]]
+            ssim = [v for _, v in r["curve"]]
+            style, color = {"ours": ("-o", "tab:blue"), "reference": ("--s", "tab:green")}.get(
+                label(r), ("-^", "tab:orange"))
+            ax.plot(minutes, ssim, style, color=color, ms=3,
+                    label=f"{label(r)}: held-out {r['eval']['ssim_mean']:.3f}")
+        ax.set(title={"kaggle": "real OASIS-derived slices (kaggle)", "default": "built-in MNI152 slices"}[data],
+               xlabel="training time (minutes, 2 CPU cores)")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right")
+    axes[0].set_ylabel("validation SSIM (256 slices)")
+    fig.suptitle("VQ-VAE reconstruction quality against training time, 128x128 -> 32x32 codes, K = 512")
+    fig.tight_layout()
+    path = FIGURES / "bench_ssim_vs_time.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def throughput_table(runs: list[dict]) -> list[str]:
+    rows = ["| device | model | variant | processes x threads | batch per process | throughput | measured |",
+            "|---|---|---|---|---|---|---|"]
+    for run in runs:
+        base = {r["model"]: r["rate"] for r in run["records"] if r["variant"] == "fp32"}
+        for r in run["records"]:
+            unit = "images/s" if r["model"] == "vqvae" else "code maps/s"
+            gain = r["rate"] / base[r["model"]]
+            rows.append(f"| {run['device']} | {r['model']} | {r['variant']} | {r['processes']} x "
+                        f"{r['threads_per_process']} | {r['batch_per_process']} | {r['rate']:.1f} {unit} "
+                        f"({gain:.2f}x) | {run['date'][:10]} {run['commit']} |")
+    if not any(run["device"].startswith("cuda") for run in runs):
+        for model in ("vqvae", "prior"):
+            for variant in ("one GPU, bf16", "torchrun, one process per GPU"):
+                rows.append(f"| cuda | {model} | {variant} | | | {NOT_MEASURED} | |")
+    return rows
+
+
+def throughput_figure(runs: list[dict]) -> Path:
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for ax, model in zip(axes, ("vqvae", "prior")):
+        labels, rates = [], []
+        for run in runs:
+            for r in run["records"]:
+                if r["model"] == model:
+                    labels.append(f"{run['device']}: {r['variant']}")
+                    rates.append(r["rate"])
+        ax.barh(labels[::-1], rates[::-1], color="tab:blue")
+        for y, rate in enumerate(rates[::-1]):
+            ax.text(rate, y, f" {rate:.0f}", va="center", fontsize=8)
+        ax.set(title=f"{'VQ-VAE' if model == 'vqvae' else 'PixelCNN prior'} training, class profile",
+               xlabel="images/s" if model == "vqvae" else "code maps/s")
+        ax.set_xlim(0, max(rates) * 1.15)
+    fig.tight_layout()
+    path = FIGURES / "bench_throughput.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def main() -> None:
-    records = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
-    quality = [r for r in records if "eval" in r]
-    print("\n".join(quality_rows(quality)))
-    if quality:
-        m = quality[0]["machine"]
-        print(f"\nMachine: {m['cpu']}, {m['cores']} cores, torch {m['torch']} ({m['torch_threads']} threads), "
-              f"GPU: {m['gpu'] or 'none'}.")
+    quality = quality_records()
+    runs = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("throughput-*.json"))]
+    sampler, loading = load("sampler-trained-n16-t2"), load("data-loading")
+    machines = {describe(r["machine"]) for r in quality + runs}
+    lines = ["# Benchmark results", "",
+             "Written by `python benchmarks/report.py` from `benchmarks/results/*.json`; every number below was "
+             "measured by the command given with it. Machine of the CPU rows: " + "; ".join(sorted(machines)) + ".",
+             "GPU rows: " + NOT_MEASURED + ".", "",
+             "## Reconstruction quality against training time", "",
+             "128x128 slices -> 32x32 codes, K = 512, trained from scratch through the CLI for a fixed training time "
+             "(training steps only; validation and checkpoints not counted), scored on held-out slices. `kaggle` is "
+             "`../shared/data/oasis-kaggle/train` (5,121 real OASIS-derived slices, seeded 80/20 split by file); "
+             "`default` is the built-in MNI152 set (its test subjects). `reference` is the DeepMind Sonnet example's "
+             "configuration (128 channels, random codebook, Adam 3e-4, batch 32); `ours` is the class profile "
+             "(64 channels, data-initialised EMA codebook with restarts, AdamW 2e-3 with warm-up and cosine decay, "
+             "batch 8).", "",
+             *quality_table(quality), "",
+             f"![SSIM against training time](../figures/{ssim_figure(quality).name})", "",
+             "Commands: `python benchmarks/vqvae_quality.py --data kaggle --minutes 10 --model ours` "
+             "(`--model reference --eval-every 100`, `--profile class` for the class budget, `--data default`).", ""]
+    if runs:
+        lines += ["## Training throughput", "",
+                  "Steady-state rate over the second half of 160 steps from scratch (after warm-up and compilation), "
+                  "from the per-step training clock; the factor is against the fp32 row of the same device and model. "
+                  "On the CPU, one process uses both cores; torchrun x2 runs two processes of one thread each "
+                  "(gloo backend), each with the batch of one process, so it is compared with one process on the "
+                  "doubled batch as well.", "",
+                  *throughput_table(runs), "",
+                  f"![Training throughput](../figures/{throughput_figure(runs).name})", "",
+                  "Command: `python benchmarks/throughput.py --data kaggle` (on a GPU machine: "
+                  "`--device cuda --nproc 1 2 4 8`).", ""]
+    if sampler:
+        lines += ["## Sampling speed", "",
+                  "| sampler | 16 code maps of 32x32 | |", "|---|---|---|",
+                  "| fast (cached vertical and horizontal stack features: each position computed once) | "
+                  f"{sampler['fast_seconds']} s | |",
+                  f"| naive (one full forward pass per position) | {sampler['naive_seconds']} s | timed on the last "
+                  f"{sampler['naive_rows_timed']} rows, scaled to the map |",
+                  f"| speed-up | {sampler['speedup']}x | identical code maps: {sampler['identical']} |",
+                  "", f"Class-profile prior ({sampler['parameters']:,} parameters), {sampler['threads']} CPU threads. "
+                  "GPU: " + NOT_MEASURED + ". Command: `python benchmarks/sampler_speed.py --prior "
+                  "runs/class-default/prior.pt --naive-rows 4`.", ""]
+    if loading or quality:
+        lines += ["## Data loading", "", "| data | slices | decode from files | reopen from the cache |",
+                  "|---|---|---|---|"]
+        if loading:
+            lines.append(f"| OASIS-sized stand-in, {loading['file_size']}x{loading['file_size']} PNG with masks -> "
+                         f"{loading['image_size']}x{loading['image_size']} | {loading['slices']:,} | "
+                         f"{loading['decode_seconds']} s | {loading['cached_seconds']} s |")
         for r in quality:
-            load = r["loading"]
-            print(f"- {r['name']}: decoding {load['train_slices']} training slices {load['decode_seconds']} s, "
-                  f"from the cache {load['cached_seconds']} s")
-    for name in ("data-loading", "sampler-speed"):
-        path = RESULTS / f"{name}.json"
-        if path.exists():
-            print(f"\n{name}: {path.read_text()}")
+            if r["data"] == "kaggle" and r["model"] == "ours" and "class-budget" in r["name"]:
+                load_ = r["loading"]
+                lines.append(f"| kaggle train split, 176x208 JPG -> 128x128 | {load_['train_slices']:,} | "
+                             f"{load_['decode_seconds']} s | {load_['cached_seconds']} s |")
+        lines += ["", "Commands: `python benchmarks/data_loading.py` (the stand-in) and `benchmarks/vqvae_quality.py` "
+                  "(each quality record times its own data).", ""]
+    (ROOT / "benchmarks" / "RESULTS.md").write_text("\n".join(lines))
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":

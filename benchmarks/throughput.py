@@ -4,11 +4,13 @@ runs it: one process, the speed options one at a time, and ``torchrun`` with sev
     python benchmarks/throughput.py --data kaggle                       # CPU: every variant below
     python benchmarks/throughput.py --data kaggle --device cuda --nproc 1 2 4   # on a GPU machine
 
-Variants: fp32 (the baseline), ``--channels-last``, ``--compile``, ``--precision bf16`` (bf16 autocast), one
+Variants: fp32 (the baseline), ``--channels-last``, ``--compile``, ``--precision bf16`` (bf16 autocast), both
+bf16 and channels_last, one
 process with the batch of all ranks together, and torchrun with N processes (same batch per process).
 Each run trains the class profile's models at 128x128 for ``--steps`` steps from scratch; the rate is
 taken over the second half of the steps (after warm-up and compilation) from the per-step training
-clock in history.json. Writes benchmarks/results/throughput-<device>.json.
+clock in history.json. Every variant runs ``--repeats`` times (the record keeps each rate, and their
+mean). Writes benchmarks/results/throughput-<device>.json.
 """
 from __future__ import annotations
 
@@ -67,6 +69,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8, help="batch per process (the class profile's: 8)")
     parser.add_argument("--nproc", type=int, nargs="+", default=[2], help="torchrun process counts to measure")
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="CPU threads of one process")
+    parser.add_argument("--repeats", type=int, default=2, help="runs of every variant")
     args = parser.parse_args()
 
     source = str(KAGGLE) if args.data == "kaggle" else args.data
@@ -78,7 +81,7 @@ def main() -> None:
                     args.device, "--no-progress"], check=True, cwd=ROOT, capture_output=True)
     cpu = args.device == "cpu"
     single = [("fp32", []), ("channels_last", ["--channels-last"]), ("compile", ["--compile"]),
-              ("bf16", ["--precision", "bf16"])]
+              ("bf16", ["--precision", "bf16"]), ("bf16 + channels_last", ["--precision", "bf16", "--channels-last"])]
     if not cpu:
         single[0] = ("fp32", ["--precision", "fp32"])  # on CUDA the default ("auto") is bf16
     records = []
@@ -88,14 +91,16 @@ def main() -> None:
         variants += [(f"torchrun x{n}", single[0][1], n, args.batch) for n in args.nproc]
         for name, options, processes, batch in variants:
             threads = max(1, args.threads // processes) if cpu else args.threads
-            record = train(kind, work / f"{kind}-{len(records)}", source, args.steps, batch, args.device,
-                           options, processes, threads)
+            runs = [train(kind, work / f"{kind}-{len(records)}-{i}", source, args.steps, batch, args.device,
+                          options, processes, threads) for i in range(args.repeats)]
+            record = {**runs[-1], "rates": [r["rate"] for r in runs],
+                      "rate": round(sum(r["rate"] for r in runs) / len(runs), 1)}
             records.append({"model": "vqvae" if kind == "train-vqvae" else "prior", "variant": name, **record})
-            print(f"{kind:12s} {name:22s} {record['rate']:8.1f} /s  ({record['wall_seconds']} s wall)", flush=True)
+            print(f"{kind:12s} {name:22s} {record['rate']:8.1f} /s  {record['rates']}", flush=True)
     out = ROOT / "benchmarks" / "results" / f"throughput-{args.device}.json"
     out.write_text(json.dumps({"data": args.data, "device": args.device, "machine": machine(),
                                "commit": git_commit(), "date": time.strftime("%Y-%m-%d %H:%M"),
-                               "steps": args.steps, "records": records}, indent=1))
+                               "steps": args.steps, "repeats": args.repeats, "records": records}, indent=1))
     print(f"wrote {out}")
 
 

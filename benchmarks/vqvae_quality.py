@@ -87,6 +87,8 @@ def main() -> None:
     parser.add_argument("--device", help="cuda | mps | cpu")
     parser.add_argument("--name", help="result name (default from the arguments)")
     parser.add_argument("--eval-every", type=int, default=250, help="validation SSIM every N steps (the curve)")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), help="passed to train-vqvae")
+    parser.add_argument("--channels-last", action="store_true", help="passed to train-vqvae")
     args = parser.parse_args()
 
     source = str(KAGGLE) if args.data == "kaggle" else args.data
@@ -98,6 +100,7 @@ def main() -> None:
     shutil.rmtree(run_dir, ignore_errors=True)  # a benchmark trains from scratch
 
     record = {"name": name, "data": args.data, "model": args.model, "profile": args.profile,
+              "precision": args.precision or "auto", "channels_last": args.channels_last,
               "image_size": args.image_size, "machine": machine(), "loading": data_loading(source, args.image_size)}
     train_args = ["train-vqvae", "--data", source, "--image-size", str(args.image_size), "--profile", args.profile,
                   "--out", str(run_dir), "--no-progress", "--eval-every", str(args.eval_every)]
@@ -107,6 +110,10 @@ def main() -> None:
         train_args += ["--model", "reference"]
     if args.device:
         train_args += ["--device", args.device]
+    if args.precision:
+        train_args += ["--precision", args.precision]
+    if args.channels_last:
+        train_args += ["--channels-last"]
     record["train"] = run_cli(*train_args)
     record["eval"] = run_cli("evaluate", "--checkpoint", str(run_dir / "vqvae.pt"), "--data", source, "--json",
                              *(["--device", args.device] if args.device else []))
