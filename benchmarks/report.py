@@ -87,14 +87,37 @@ def throughput_table(runs: list[dict]) -> list[str]:
         for r in run["records"]:
             unit = "images/s" if r["model"] == "vqvae" else "code maps/s"
             gain = r["rate"] / base[r["model"]]
+            spread = f" [{min(r['rates']):.0f}–{max(r['rates']):.0f}]" if len(r.get("rates", [])) > 1 else ""
             rows.append(f"| {run['device']} | {r['model']} | {r['variant']} | {r['processes']} x "
-                        f"{r['threads_per_process']} | {r['batch_per_process']} | {r['rate']:.1f} {unit} "
+                        f"{r['threads_per_process']} | {r['batch_per_process']} | {r['rate']:.1f}{spread} {unit} "
                         f"({gain:.2f}x) | {run['date'][:10]} {run['commit']} |")
     if not any(run["device"].startswith("cuda") for run in runs):
         for model in ("vqvae", "prior"):
             for variant in ("one GPU, bf16", "torchrun, one process per GPU"):
                 rows.append(f"| cuda | {model} | {variant} | | | {NOT_MEASURED} | |")
     return rows
+
+
+def verdict(run: dict) -> list[str]:
+    """What the throughput numbers decided, with the numbers themselves."""
+    gain = {}
+    for r in run["records"]:
+        base = next(b["rate"] for b in run["records"] if b["model"] == r["model"] and b["variant"] == "fp32")
+        gain[r["model"], r["variant"]] = 100 * (r["rate"] / base - 1)
+    g = lambda model, variant: f"{gain.get((model, variant), float('nan')):+.0f} %"  # noqa: E731
+    return ["What we keep, from these numbers:", "",
+            f"- **bf16 autocast** is the default on CUDA (`--precision auto`). On this CPU it gives "
+            f"{g('vqvae', 'bf16')} (VQ-VAE) and {g('prior', 'bf16')} (prior), "
+            f"{g('vqvae', 'bf16 + channels_last')} for the VQ-VAE together with channels_last, because this "
+            "Xeon has AMX bf16 units; CPUs without bf16 units (most laptops) have nothing to gain from it (not "
+            "measured here), so on a CPU it is an opt-in (`--precision bf16`).",
+            f"- **channels_last** {g('vqvae', 'channels_last')} (VQ-VAE), {g('prior', 'channels_last')} (prior): an "
+            "option (`--channels-last`), not a default, until it is measured on more machines (MPS, GPUs).",
+            f"- **torch.compile** {g('vqvae', 'compile')} (VQ-VAE), {g('prior', 'compile')} (prior) after 15-30 s of "
+            "compilation: not worth it for minutes-long CPU runs; an option (`--compile`) for long GPU runs.",
+            f"- **torchrun** with 2 single-thread processes on 2 cores: {g('vqvae', 'torchrun x2')} (VQ-VAE), "
+            f"{g('prior', 'torchrun x2')} (prior): one process already uses both cores. It is for several GPUs or "
+            "nodes; its correctness is what the 2-process gloo test checks.", ""]
 
 
 def throughput_figure(runs: list[dict]) -> Path:
@@ -112,6 +135,8 @@ def throughput_figure(runs: list[dict]) -> Path:
         ax.set(title=f"{'VQ-VAE' if model == 'vqvae' else 'PixelCNN prior'} training, class profile",
                xlabel="images/s" if model == "vqvae" else "code maps/s")
         ax.set_xlim(0, max(rates) * 1.15)
+    if not any(run["device"].startswith("cuda") for run in runs):
+        fig.suptitle("Training throughput on " + describe(runs[0]["machine"]).split(";")[0] + " (GPU: not measured)")
     fig.tight_layout()
     path = FIGURES / "bench_throughput.png"
     fig.savefig(path, dpi=110)
@@ -142,8 +167,9 @@ def main() -> None:
              "(`--model reference --eval-every 100`, `--profile class` for the class budget, `--data default`).", ""]
     if runs:
         lines += ["## Training throughput", "",
-                  "Steady-state rate over the second half of 160 steps from scratch (after warm-up and compilation), "
-                  "from the per-step training clock; the factor is against the fp32 row of the same device and model. "
+                  f"Steady-state rate over the second half of {runs[0]['steps']} steps from scratch (after warm-up and "
+                  f"compilation), from the per-step training clock; mean of {runs[0].get('repeats', 1)} runs [lowest–"
+                  "highest]; the factor is against the fp32 row of the same device and model. "
                   "On the CPU, one process uses both cores; torchrun x2 runs two processes of one thread each "
                   "(gloo backend), each with the batch of one process, so it is compared with one process on the "
                   "doubled batch as well.", "",
@@ -151,6 +177,7 @@ def main() -> None:
                   f"![Training throughput](../figures/{throughput_figure(runs).name})", "",
                   "Command: `python benchmarks/throughput.py --data kaggle` (on a GPU machine: "
                   "`--device cuda --nproc 1 2 4 8`).", ""]
+        lines += verdict(runs[0])
     if sampler:
         lines += ["## Sampling speed", "",
                   "| sampler | 16 code maps of 32x32 | |", "|---|---|---|",

@@ -39,7 +39,17 @@ def machine() -> dict:
         pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "gpu": gpu,
+            "cpu_bf16_units": bf16_units(),
             "torch": torch.__version__, "python": platform.python_version()}
+
+
+def bf16_units() -> list[str]:
+    """The CPU's bf16 instruction sets (Linux), which decide whether bf16 autocast pays on a CPU."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return []
+    return sorted(flags & {"amx_bf16", "avx512_bf16"})
 
 
 def git_commit() -> str | None:
