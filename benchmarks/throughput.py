@@ -35,10 +35,10 @@ def steady_rate(history: dict, batch: int, processes: int) -> float:
 
 
 def train(kind: str, run_dir: Path, source: str, steps: int, batch: int, device: str, options: list[str],
-          processes: int, threads: int) -> dict:
-    """One training run from scratch through the CLI (under torchrun when processes > 1) -> its record."""
+          processes: int, threads: int, torchrun: bool) -> dict:
+    """One training run from scratch through the CLI (under torchrun when asked) -> its record."""
     launcher = [sys.executable, "-m", "vqvae_lib"]
-    if processes > 1:
+    if torchrun:
         launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
                     "-m", "vqvae_lib"]
     command = [*launcher, kind, "--data", source, "--profile", "class", "--steps", str(steps),
@@ -86,13 +86,15 @@ def main() -> None:
         single[0] = ("fp32", ["--precision", "fp32"])  # on CUDA the default ("auto") is bf16
     records = []
     for kind in ("train-vqvae", "train-prior"):
-        variants = [(name, opts, 1, args.batch) for name, opts in single]
-        variants += [(f"fp32, batch {n * args.batch}", single[0][1], 1, n * args.batch) for n in args.nproc]
-        variants += [(f"torchrun x{n}", single[0][1], n, args.batch) for n in args.nproc]
-        for name, options, processes, batch in variants:
+        variants = [(name, opts, 1, args.batch, False) for name, opts in single]
+        variants += [(f"fp32, batch {n * args.batch}", single[0][1], 1, n * args.batch, False)
+                     for n in args.nproc if n > 1]
+        # torchrun in the default precision: fp32 on a CPU, bf16 on a GPU
+        variants += [(f"torchrun x{n}" + ("" if cpu else ", bf16"), [], n, args.batch, True) for n in args.nproc]
+        for name, options, processes, batch, torchrun in variants:
             threads = max(1, args.threads // processes) if cpu else args.threads
             runs = [train(kind, work / f"{kind}-{len(records)}-{i}", source, args.steps, batch, args.device,
-                          options, processes, threads) for i in range(args.repeats)]
+                          options, processes, threads, torchrun) for i in range(args.repeats)]
             record = {**runs[-1], "rates": [r["rate"] for r in runs],
                       "rate": round(sum(r["rate"] for r in runs) / len(runs), 1)}
             records.append({"model": "vqvae" if kind == "train-vqvae" else "prior", "variant": name, **record})
