@@ -104,7 +104,9 @@ def verdict(run: dict) -> list[str]:
     for r in run["records"]:
         base = next(b["rate"] for b in run["records"] if b["model"] == r["model"] and b["variant"] == "fp32")
         gain[r["model"], r["variant"]] = 100 * (r["rate"] / base - 1)
-    g = lambda model, variant: f"{gain.get((model, variant), float('nan')):+.0f} %"  # noqa: E731
+
+    def g(model: str, variant: str) -> str:
+        return f"{gain.get((model, variant), float('nan')):+.0f} %"
     return ["What we keep, from these numbers:", "",
             f"- **bf16 autocast** is the default on CUDA (`--precision auto`). On this CPU it gives "
             f"{g('vqvae', 'bf16')} (VQ-VAE) and {g('prior', 'bf16')} (prior), "

@@ -59,12 +59,17 @@ def train_vqvae(source: str, out_dir: str | Path, model_cfg: VQVAEConfig, train_
     result = fit(model, train_set.images, vqvae_loss, train_cfg, checkpoint=out_dir / "vqvae.pt",
                  validate=reconstruction_validator(val_set.images[:val_images]), meta=meta,
                  fingerprint=train_set.fingerprint, progress=progress)
+    write_history(out_dir / "history.json", result, "images_per_second", train_cfg.batch_size)
+    return result
+
+
+def write_history(path: Path, result: FitResult, rate_name: str, batch_size: int) -> None:
+    """A run's history, step count, stop reason and throughput as JSON (rank 0 alone under torchrun)."""
     payload = {"history": result.history, "steps": result.step, "train_seconds": result.train_seconds,
-               "stopped": result.stopped, "images_per_second": throughput(result, train_cfg.batch_size),
+               "stopped": result.stopped, rate_name: throughput(result, batch_size),
                "processes": distributed.world_size()}
     if distributed.is_main():
-        atomic_write_bytes(out_dir / "history.json", json.dumps(payload).encode())
-    return result
+        atomic_write_bytes(path, json.dumps(payload).encode())
 
 
 def throughput(result: FitResult, batch_size: int) -> float:
@@ -172,11 +177,7 @@ def train_prior(vqvae_path: str | Path, source: str, out_dir: str | Path, model_
                  labels=train_maps.labels if cfg.n_labels else None, checkpoint=path,
                  validate=prior_validator(val_maps.indices[:VAL_CODE_MAPS], val_labels), meta=meta,
                  fingerprint=train_maps.key, progress=progress)
-    payload = {"history": result.history, "steps": result.step, "train_seconds": result.train_seconds,
-               "stopped": result.stopped, "maps_per_second": throughput(result, train_cfg.batch_size),
-               "processes": distributed.world_size()}
-    if distributed.is_main():
-        atomic_write_bytes(out_dir / "prior_history.json", json.dumps(payload).encode())
+    write_history(out_dir / "prior_history.json", result, "maps_per_second", train_cfg.batch_size)
     return result
 
 

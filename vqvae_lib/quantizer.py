@@ -194,7 +194,7 @@ class VectorQuantizer(nn.Module):
         ``counts`` are the global batch's (see ``update``); the sums are all-reduced here.
         """
         g, eps, K = self.ema_decay, self.ema_epsilon, self.codebook_size
-        embed_sum = torch.zeros_like(self.ema_embed_sum).index_add_(0, indices, z_flat.float())  # (K, D)
+        embed_sum = torch.zeros_like(self.ema_embed_sum).index_add_(0, indices, z_flat)  # (K, D)
         all_reduce_sum_(embed_sum)
         self.ema_cluster_size.mul_(g).add_(counts.float(), alpha=1 - g)
         self.ema_embed_sum.mul_(g).add_(embed_sum, alpha=1 - g)

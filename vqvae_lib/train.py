@@ -304,8 +304,8 @@ class _Run:
 
     def save(self) -> None:
         """Write the checkpoint atomically (rank 0 alone; the weights are the same on every rank)."""
-        self.saved_step = self.step
         if not distributed.is_main():
+            self.saved_step = self.step
             return
         if not _all_finite(self.model):
             raise TrainingDiverged(f"non-finite weights at step {self.step}; {self.kept()}")
@@ -315,6 +315,7 @@ class _Run:
             "train_seconds": self.seconds, "history": self.history, "sampler": self.sampler.state_dict(),
             "rng": _rng_state(), "fingerprint": self.fingerprint,
         }, self.path)
+        self.saved_step = self.step
 
     def resume(self, device: torch.device) -> None:
         """Restore everything ``save`` wrote; refuse a checkpoint of other data or another model."""
@@ -362,10 +363,10 @@ def fit(model: nn.Module, data: Tensor, loss_fn: LossFn, cfg: TrainConfig, *, la
         raise ValueError("fit needs at least one training example; data is empty")
     if labels is not None and len(labels) != len(data):
         raise ValueError(f"labels ({len(labels)}) and data ({len(data)}) differ in length")
-    device = next(model.parameters()).device
     path = Path(checkpoint) if checkpoint is not None else None
     sampler = BatchSampler(len(data), cfg.batch_size, cfg.seed, distributed.rank(), distributed.world_size())
     run = _Run(model, cfg, sampler, path, fingerprint, dict(meta or {}))
+    device = run.device
     if path is not None and path.exists():
         run.resume(device)
     else:
