@@ -15,6 +15,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from vqvae_lib.plotting import figure_metadata  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 FIGURES = ROOT / "figures"
@@ -74,7 +76,7 @@ def ssim_figure(records: list[dict]) -> Path:
     fig.suptitle("VQ-VAE reconstruction quality against training time, 128x128 -> 32x32 codes, K = 512")
     fig.tight_layout()
     path = FIGURES / "bench_ssim_vs_time.png"
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, metadata=figure_metadata("benchmark"))
     plt.close(fig)
     return path
 
@@ -141,7 +143,7 @@ def throughput_figure(runs: list[dict]) -> Path:
         fig.suptitle("Training throughput on " + describe(runs[0]["machine"]).split(";")[0] + " (GPU: not measured)")
     fig.tight_layout()
     path = FIGURES / "bench_throughput.png"
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, metadata=figure_metadata("benchmark"))
     plt.close(fig)
     return path
 

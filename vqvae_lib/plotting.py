@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 
+from .config import profile_name
 from .data import TISSUE_NAMES, SliceDataset
-from .utils import figures_dir
+from .utils import figures_dir, project_root, run_commit
 
 TISSUE_COLOURS = ListedColormap([(0, 0, 0, 0), (0.2, 0.5, 1.0, 0.45), (1.0, 0.55, 0.1, 0.45), (0.2, 0.9, 0.3, 0.45)])
 
@@ -26,10 +28,33 @@ def _gray(x) -> np.ndarray:
     return np.clip(array.squeeze().astype(np.float32) / scale, 0.0, 1.0)
 
 
-def save_figure(fig: Figure, name: str, dpi: int = 110) -> str:
-    """Save under figures/ as ``name`` (.png added) and return the path."""
-    path = figures_dir() / (name if name.endswith(".png") else f"{name}.png")
-    fig.savefig(path, dpi=dpi, bbox_inches="tight", facecolor="white")
+FIGURE_PROFILES = ("class", "benchmark")   # the only makers of the committed figures/
+
+
+def figure_folder(profile: str | None = None) -> Path:
+    """Where a figure made in ``profile`` goes: figures/ for the class profile and the benchmarks (what the
+    README shows and git tracks), figures/full/ for the full profile, build/figures/ (git-ignored) for smoke
+    runs, so ``make test`` never overwrites a committed figure."""
+    name = profile if profile == "benchmark" else profile_name(profile)
+    if name in FIGURE_PROFILES:
+        return figures_dir()
+    folder = figures_dir() / "full" if name == "full" else project_root() / "build" / "figures"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def figure_metadata(profile: str | None = None) -> dict[str, str]:
+    """PNG text chunks saying which profile and which commit made a figure (tests/test_figures.py reads them)."""
+    name = profile if profile == "benchmark" else profile_name(profile)
+    return {"Software": "vqvae_lib", "vqvae_lib.profile": name, "vqvae_lib.commit": run_commit()}
+
+
+def save_figure(fig: Figure, name: str, profile: str | None = None, dpi: int = 110) -> str:
+    """Save ``fig`` as ``name`` (.png added) in the profile's folder (``figure_folder``), its profile and commit
+    in the PNG's metadata; return the path. ``profile``: a profile name, "benchmark", or None for
+    ``$VQVAE_PROFILE`` (else class)."""
+    path = figure_folder(profile) / (name if name.endswith(".png") else f"{name}.png")
+    fig.savefig(path, dpi=dpi, bbox_inches="tight", facecolor="white", metadata=figure_metadata(profile))
     return str(path)
 
 

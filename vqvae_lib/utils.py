@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -54,6 +55,16 @@ def project_root() -> Path:
     if env:
         return Path(env).expanduser().resolve()
     return Path(__file__).resolve().parent.parent
+
+
+def run_commit() -> str:
+    """The repository's commit (``git describe --always --dirty``), or "unknown" outside a git checkout."""
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=project_root(), capture_output=True,
+                             text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
 
 
 def data_dir() -> Path:
