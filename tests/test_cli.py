@@ -1,9 +1,11 @@
 """The CLI trains, resumes and evaluates end to end on tiny data; bad input gets a clear message."""
 import json
 
+import numpy as np
 import pytest
 import torch
 from conftest import tiny_imagefolder
+from PIL import Image
 
 from vqvae_lib import pipeline
 from vqvae_lib.cli import main
@@ -27,19 +29,50 @@ def test_train_resume_and_evaluate(tiny_source, tmp_path, capsys):
     assert ckpt["step"] == 4 and ckpt["meta"]["image_size"] == 32
 
     args[args.index("--steps") + 1] = "7"
-    assert main(args) == 0  # resumes from step 4
+    assert main(args) == 2  # another budget for a finished run: refused unless asked for
+    assert "steps=4" in capsys.readouterr().err
+    assert main([*args, "--extend"]) == 0  # resumes from step 4
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["steps"] == 7
     assert load_checkpoint(out / "vqvae.pt")["history"]["step"] == list(range(1, 8))
 
     assert main(["evaluate", "--checkpoint", str(out / "vqvae.pt"), "--data", str(tiny_source), "--json"]) == 0
     scores = json.loads(capsys.readouterr().out)
-    assert set(scores) == {"ssim_mean", "psnr_mean", "mse", "perplexity", "active_codes", "n_images"}
-    assert scores["n_images"] == 4  # the seeded 20 % hold-out of 20 slices
+    assert set(scores) == {"ssim_mean", "ssim_brain_mean", "psnr_mean", "mse", "perplexity", "active_codes",
+                           "n_images", "split", "split_kind", "leakage_share_ssim_0.9"}
+    assert scores["n_images"] == 2 and scores["split"] == "test"  # the seeded 10 % test part of 20 slices
+    assert scores["split_kind"] == "by file" and 0.0 <= scores["leakage_share_ssim_0.9"] <= 1.0
     assert -1.0 <= scores["ssim_mean"] <= 1.0 and scores["active_codes"] >= 1
+    assert -1.0 <= scores["ssim_brain_mean"] <= 1.0
 
-    assert main(["evaluate", "--checkpoint", str(out / "vqvae.pt"), "--data", str(tiny_source),
-                 "--split", "all", "--json"]) == 0
+    evaluate = ["evaluate", "--checkpoint", str(out / "vqvae.pt"), "--data", str(tiny_source), "--json"]
+    assert main([*evaluate, "--split", "all"]) == 0
     assert json.loads(capsys.readouterr().out)["n_images"] == 20
+    assert main([*evaluate, "--split", "train"]) == 0  # every training slice has itself in training
+    assert json.loads(capsys.readouterr().out)["leakage_share_ssim_0.9"] == 1.0
+    assert main([*evaluate, "--group-by", r"/(\d+)\.png$"]) == 0  # a/3.png and b/3.png: group "3"
+    grouped = json.loads(capsys.readouterr().out)
+    assert grouped["split_kind"] == r"by group (/(\d+)\.png$)" and grouped["n_images"] == 2
+    assert main([*evaluate, "--group-by", r"^(\w+)/"]) == 2  # the class folders: 2 groups, too few
+    assert "at least 3 groups" in capsys.readouterr().err
+
+
+def test_the_seed_decides_the_initial_weights_and_the_first_steps(tiny_source, tmp_path, capsys):
+    def run(name: str, seed: str):
+        out = tmp_path / name
+        assert main(["train-vqvae", "--data", str(tiny_source), "--image-size", "32", "--profile", "smoke",
+                     "--steps", "2", "--batch-size", "4", "--seed", seed, "--out", str(out), "--no-progress"]) == 0
+        assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["seed"] == int(seed)
+        return load_checkpoint(out / "vqvae.pt")
+
+    torch.manual_seed(123)  # whatever ran before in this process
+    first = run("a", "5")
+    torch.manual_seed(456)
+    again, other = run("b", "5"), run("c", "6")
+    assert first["history"]["loss"] == again["history"]["loss"]
+    for name, tensor in first["model"].items():
+        assert torch.equal(tensor, again["model"][name]), name
+    assert first["history"]["loss"][0] != other["history"]["loss"][0]
+    assert not torch.equal(first["model"]["decoder.up.1.weight"], other["model"]["decoder.up.1.weight"])
 
 
 def test_minutes_budget_and_reference_model(tiny_source, tmp_path, capsys):
@@ -80,3 +113,82 @@ def test_with_minutes_combines_budgets():
     assert pipeline.with_minutes(base, 10, None).minutes == 10
     assert pipeline.with_minutes(base, None, 50).steps == 50 and pipeline.with_minutes(base, None, 50).minutes is None
     assert pipeline.with_minutes(base, None, None) == base
+
+
+def textured_slices(root, per_class: int = 25, size: int = 16):
+    """Two class folders of textured bright ellipses on black, ``per_class`` slices each (seeded)."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[-1:1:size * 1j, -1:1:size * 1j]
+    for cls in ("a", "b"):
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            inside = (yy / rng.uniform(0.6, 0.8)) ** 2 + (xx / rng.uniform(0.5, 0.7)) ** 2 < 1
+            image = inside * rng.integers(60, 250, (size, size))
+            Image.fromarray(image.astype(np.uint8)).save(root / cls / f"{i}.png")
+    return root
+
+
+@pytest.fixture
+def sampled(tmp_path, monkeypatch, capsys):
+    """A tiny VQ-VAE and conditional prior trained through the CLI (smoke profile, 16 x 16), 6 samples saved
+    with --save-dir: (source, samples folder)."""
+    monkeypatch.setenv("VQVAE_HOME", str(tmp_path / "home"))
+    source, run = textured_slices(tmp_path / "slices"), tmp_path / "run"
+    common = ["--data", str(source), "--profile", "smoke", "--steps", "2", "--batch-size", "4", "--out", str(run),
+              "--no-progress"]
+    assert main(["train-vqvae", "--image-size", "16", *common]) == 0
+    assert main(["train-prior", "--vqvae", str(run / "vqvae.pt"), *common]) == 0
+    capsys.readouterr()
+    assert main(["sample", "--vqvae", str(run / "vqvae.pt"), "--prior", str(run / "prior.pt"), "-n", "6",
+                 "--top-k", "8", "--seed", "3", "--out", str(tmp_path / "grid.png"),
+                 "--save-dir", str(tmp_path / "samples")]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["save_dir"] == str(tmp_path / "samples")
+    return source, tmp_path / "samples"
+
+
+def test_sample_save_dir_writes_one_png_per_sample_and_their_settings(sampled):
+    _, folder = sampled
+    pngs = sorted(folder.glob("*.png"))
+    assert [p.name for p in pngs] == [f"sample_{i:04d}.png" for i in range(6)]
+    assert all(Image.open(p).size == (16, 16) and Image.open(p).mode == "L" for p in pngs)
+    saved = json.loads((folder / "samples.json").read_text())
+    assert saved["image_size"] == 16 and saved["label_names"] == ["a", "b"] and saved["label_kind"] == "class"
+    assert [r["label"] for r in saved["samples"]] == [0, 1, 0, 1, 0, 1]          # every label in turn
+    assert [r["label_name"] for r in saved["samples"]] == ["a", "b"] * 3
+    assert all(r["seed"] == 3 and r["temperature"] == 1.0 and r["top_k"] == 8 for r in saved["samples"])
+
+
+def test_sample_quality_scores_saved_samples_beside_real_slices(sampled, capsys):
+    source, folder = sampled
+    assert main(["sample-quality", "--samples", str(folder), "--data", str(source), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n"] == 6 and report["split"] == "test" and set(report) == {"samples", "real", "n", "split",
+                                                                               "source"}
+    assert report["samples"]["n"] == 6 and report["real"]["n"] == 2        # half of the 5 held-out slices
+    for side in ("samples", "real"):
+        row = report[side]
+        for key in ("nn_ssim_mean", "pairwise_ssim"):
+            assert -1 <= row[key] <= 1
+        for key in ("nn_ssim_share_above_0.6", "memorised_share", "two_sample_accuracy", "depth_agreement",
+                    "area_mean"):
+            assert 0 <= row[key] <= 1
+        assert 0 <= row["border_tissue_samples"] <= row["n"]
+        assert row["intensity_w1"] is None or row["intensity_w1"] >= 0       # None: samples without brain pixels
+    assert main(["sample-quality", "--samples", str(folder), "--data", str(source), "--no-two-sample"]) == 0
+    table = capsys.readouterr().out
+    assert "nn_ssim_mean" in table and "depth_agreement" in table and "two_sample_accuracy" not in table
+
+
+def test_sample_quality_names_a_folder_without_samples(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("VQVAE_HOME", str(tmp_path / "home"))
+    source = textured_slices(tmp_path / "slices", per_class=5)
+    (tmp_path / "empty").mkdir()
+    assert main(["sample-quality", "--samples", str(tmp_path / "empty"), "--data", str(source)]) == 2
+    assert str(tmp_path / "empty") in capsys.readouterr().err
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for name, size in (("sample_0000.png", 16), ("sample_0001.png", 32)):
+        Image.fromarray(np.zeros((size, size), np.uint8)).save(mixed / name)
+    assert main(["sample-quality", "--samples", str(mixed), "--data", str(source)]) == 2
+    error = capsys.readouterr().err
+    assert str(mixed) in error and "one size" in error

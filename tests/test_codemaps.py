@@ -34,9 +34,9 @@ def make_oasis(root: Path) -> Path:
     return root
 
 
-def train_tiny_vqvae(source, out: Path, steps: int = 1) -> Path:
+def train_tiny_vqvae(source, out: Path, steps: int = 1, extend: bool = False) -> Path:
     cfg = TrainConfig(batch_size=4, steps=steps, warmup_steps=0, eval_every=0, checkpoint_every=0)
-    train_vqvae(str(source), out, TINY_VQVAE, cfg, 16, device=CPU, progress=False, val_images=4)
+    train_vqvae(str(source), out, TINY_VQVAE, cfg, 16, device=CPU, progress=False, val_images=4, extend=extend)
     return out / "vqvae.pt"
 
 
@@ -79,7 +79,7 @@ def test_stale_cache_is_rebuilt_when_the_checkpoint_or_the_labels_change(home, e
     source = make_oasis(home / "oasis")
     vqvae_path = train_tiny_vqvae(source, home / "run")
     first = load_code_maps(vqvae_path, source, "train", n_buckets=2, device=CPU)
-    train_tiny_vqvae(source, home / "run", steps=3)                      # resumed: the checkpoint changed
+    train_tiny_vqvae(source, home / "run", steps=3, extend=True)         # trained on: the checkpoint changed
     second = load_code_maps(vqvae_path, source, "train", n_buckets=2, device=CPU)
     assert len(encodings) == 2 and second.key != first.key
     images = load_dataset(source, "train", 16).float_images()

@@ -1,4 +1,8 @@
 """The data layer: layouts, splits, transforms, cache and every bad-input case."""
+import itertools
+import os
+import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +46,19 @@ def make_imagefolder(root: Path, per_class=10) -> Path:
     return root
 
 
+def make_subjects(root: Path, n_subjects=10, slices=4) -> Path:
+    """An ImageFolder tree whose names carry a subject id: <class>/subj<id>_slice<k>.png, 4 slices each."""
+    for subject in range(n_subjects):
+        name = "healthy" if subject < n_subjects // 2 else "sick"
+        for k in range(slices):
+            _save(root / name / f"subj{subject:02d}_slice{k}.png", _slice(40 + 10 * subject + k, 24, 24))
+    return root
+
+
+def _pairwise_disjoint(sets) -> bool:
+    return all(a.isdisjoint(b) for a, b in itertools.combinations(sets, 2))
+
+
 @pytest.fixture
 def cache_dir(tmp_path):
     return tmp_path / "cache"
@@ -52,6 +69,7 @@ def test_oasis_layout_splits_subjects_and_masks(tmp_path, cache_dir):
     train = load_dataset(root, "train", 32, cache_dir=cache_dir)
     test = load_dataset(root, "test", 32, cache_dir=cache_dir)
     assert train.layout == "oasis" and len(train) == 3 and len(test) == 3
+    assert train.split_kind == test.split_kind == "by subject"
     assert train.subjects == ["001"] * 3 and test.subjects == ["003"] * 3
     assert train.slice_index.tolist() == [0, 1, 2]
     assert train.images.shape == (3, 1, 32, 32) and train.images.dtype == torch.uint8
@@ -89,21 +107,109 @@ def test_sixteen_bit_images_are_scaled(tmp_path):
         assert prepare_slice(image, 8).min() == 255
 
 
-def test_imagefolder_labels_and_seeded_split(tmp_path, cache_dir):
+def test_imagefolder_labels_and_seeded_three_part_split(tmp_path, cache_dir):
     root = make_imagefolder(tmp_path / "folders")
-    train = load_dataset(root, "train", 16, cache_dir=cache_dir)
-    val = load_dataset(root, "validate", 16, cache_dir=cache_dir)
+    parts = {split: load_dataset(root, split, 16, cache_dir=cache_dir) for split in data.SPLIT_PARTS}
+    train = parts["train"]
     assert train.layout == "imagefolder" and train.class_names == ["healthy", "sick"]
-    assert len(train) == 16 and len(val) == 4
-    assert set(train.paths).isdisjoint(val.paths)
-    assert sorted(train.paths + val.paths) == sorted(load_dataset(root, "all", 16, cache_dir=cache_dir).paths)
-    again = load_dataset(root, "validate", 16, cache_dir=cache_dir)
-    assert again.paths == val.paths
-    other_seed = load_dataset(root, "validate", 16, seed=1, cache_dir=cache_dir)
-    assert other_seed.paths != val.paths
+    assert [len(parts[split]) for split in data.SPLIT_PARTS] == [16, 2, 2]
+    paths = [set(ds.paths) for ds in parts.values()]
+    assert _pairwise_disjoint(paths)
+    assert set.union(*paths) == set(load_dataset(root, "all", 16, cache_dir=cache_dir).paths)
+    assert {ds.split_kind for ds in parts.values()} == {"by file"}
+    again = load_dataset(root, "test", 16, cache_dir=cache_dir)
+    assert again.paths == parts["test"].paths
+    other_seed = load_dataset(root, "test", 16, seed=1, cache_dir=cache_dir)
+    assert other_seed.paths != parts["test"].paths
     assert train.labels.tolist() == [int("sick" in p) for p in train.paths]
-    with pytest.raises(ValueError, match="'test'"):
-        load_dataset(root, "test", 16, cache_dir=cache_dir)
+    assert data.available_splits(root) == ("train", "validate", "test", "all")
+    assert data.default_eval_split(root) == "test"
+    with pytest.raises(ValueError, match="'dev'"):
+        load_dataset(root, "dev", 16, cache_dir=cache_dir)
+
+
+def test_part_sizes_for_tiny_and_large_sets():
+    assert data.part_sizes(3) == (1, 1, 1)
+    assert data.part_sizes(4) == (2, 1, 1)
+    assert data.part_sizes(20) == (16, 2, 2)
+    assert data.part_sizes(5121) == (4097, 512, 512)
+    for n in (3, 4, 7, 101):
+        parts = [data.held_out_split(n, split, seed=3) for split in data.SPLIT_PARTS]
+        assert sorted(sum(parts, [])) == list(range(n)) and all(parts)
+    with pytest.raises(ValueError, match="at least 3 groups, got 2"):
+        data.part_sizes(2, "groups")
+
+
+def test_too_few_files_to_split_is_an_error(tmp_path):
+    for i in range(2):
+        _save(tmp_path / "two" / f"{i}.png", _slice(100))
+    with pytest.raises(ValueError, match="at least 3 files, got 2.*split='all'"):
+        load_dataset(tmp_path / "two", "train", 16, cache=False)
+    assert len(load_dataset(tmp_path / "two", "all", 16, cache=False)) == 2
+
+
+def test_group_by_keeps_every_group_on_one_side(tmp_path, cache_dir):
+    root = make_subjects(tmp_path / "subjects")                        # 10 subjects x 4 slices
+    regex = r"subj(\d+)_"
+    parts = {split: load_dataset(root, split, 16, group_by=regex, cache_dir=cache_dir) for split in data.SPLIT_PARTS}
+    groups = {split: {re.search(regex, p)[1] for p in ds.paths} for split, ds in parts.items()}
+    assert [len(groups[split]) for split in data.SPLIT_PARTS] == [8, 1, 1]
+    assert [len(parts[split]) for split in data.SPLIT_PARTS] == [32, 4, 4]
+    assert _pairwise_disjoint(groups.values()) and len(set.union(*groups.values())) == 10
+    assert parts["test"].split_kind == rf"by group ({regex})"
+    # a named group "group" wins over earlier groups; the same groups give the same parts
+    named = load_dataset(root, "test", 16, group_by=r"(\w+)/subj(?P<group>\d+)", cache_dir=cache_dir)
+    assert named.paths == parts["test"].paths
+    # by file, slices of one subject land on both sides: the leak group_by is for
+    by_file = {split: load_dataset(root, split, 16, cache_dir=cache_dir) for split in ("train", "test")}
+    subjects = {split: {re.search(regex, p)[1] for p in ds.paths} for split, ds in by_file.items()}
+    assert subjects["train"] & subjects["test"]
+    # the same files split another way are other data: the fingerprint says so
+    everything = load_dataset(root, "all", 16, cache_dir=cache_dir)
+    grouped_everything = load_dataset(root, "all", 16, group_by=regex, cache_dir=cache_dir)
+    assert grouped_everything.paths == everything.paths
+    assert grouped_everything.fingerprint != everything.fingerprint
+
+
+def test_group_by_errors_name_the_file_or_the_regex(tmp_path):
+    root = make_subjects(tmp_path / "subjects")
+    _save(root / "sick" / "scan_extra.png", _slice(90, 24, 24))
+    with pytest.raises(ValueError, match=r"scan_extra\.png gives no group.*sick/scan_extra\.png"):
+        load_dataset(root, "train", group_by=r"subj(\d+)_", cache=False)
+    with pytest.raises(ValueError, match="no capture group"):
+        load_dataset(root, "train", group_by=r"subj\d+", cache=False)
+    with pytest.raises(ValueError, match="not a valid regular expression"):
+        load_dataset(root, "train", group_by=r"subj(\d+", cache=False)
+    with pytest.raises(ValueError, match="at least 3 groups, got 2"):
+        load_dataset(root, "train", group_by=r"^(\w+)/", cache=False)   # the class folder: only 2 groups
+    oasis = make_oasis(tmp_path / "oasis")
+    with pytest.raises(ValueError, match="already split by subject"):
+        load_dataset(oasis, "train", group_by=r"case_(\d+)", cache=False)
+
+
+def test_fingerprint_ignores_modification_times_but_not_contents(tmp_path, cache_dir):
+    """The student sequence: load, delete the data (make clean-data), rebuild the identical files, load again."""
+    root = tmp_path / "plain"
+    arrays = [_slice(60 + 10 * i) for i in range(4)]
+
+    def write_all():
+        for i, array in enumerate(arrays):
+            _save(root / f"{i}.png", array)
+
+    write_all()
+    first = load_dataset(root, "all", 20, cache_dir=cache_dir)
+    mtimes = [p.stat().st_mtime_ns for p in sorted(root.iterdir())]
+    shutil.rmtree(root)
+    write_all()
+    for i, path in enumerate(sorted(root.iterdir())):
+        os.utime(path, ns=(10**9 * (i + 1),) * 2)                    # 1970: surely not the first mtimes
+    assert [p.stat().st_mtime_ns for p in sorted(root.iterdir())] != mtimes
+    assert load_dataset(root, "all", 20, cache_dir=cache_dir).fingerprint == first.fingerprint
+    arrays[2][10, 8] += 1                                             # one pixel of one file
+    write_all()
+    changed = load_dataset(root, "all", 20, cache_dir=cache_dir)
+    assert changed.fingerprint != first.fingerprint
+    assert not torch.equal(changed.images[2], first.images[2]) and torch.equal(changed.images[0], first.images[0])
 
 
 def test_plain_folder(tmp_path, cache_dir):
@@ -117,8 +223,8 @@ def test_plain_folder(tmp_path, cache_dir):
 def test_real_oasis_derived_slices_as_imagefolder(cache_dir):
     val = load_dataset(KAGGLE, "validate", 64, cache_dir=cache_dir)
     assert val.class_names == ["MildDemented", "ModerateDemented", "NonDemented", "VeryMildDemented"]
-    assert len(val) == 1024  # 20 % of 5,121
-    assert val.images.shape == (1024, 1, 64, 64)
+    assert len(val) == 512  # 10 % of 5,121
+    assert val.images.shape == (512, 1, 64, 64)
     assert set(val.labels.unique().tolist()) <= {0, 1, 2, 3}
     # real skull-stripped slices: dark corners, bright tissue in the middle
     mean = val.float_images().mean(0)[0]

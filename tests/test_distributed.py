@@ -7,8 +7,10 @@ torchrun with rank 0 alone printing and writing.
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -80,6 +82,40 @@ def test_resume_under_torchrun_is_bit_exact(tmp_path, two_ranks):
     for name, value in two_ranks[0]["state"].items():
         assert torch.equal(value, resumed[0]["state"][name]), f"{name}: resumed run differs from the uninterrupted"
         assert torch.equal(value, resumed[1]["state"][name])
+
+
+def test_a_failure_on_rank_0_alone_stops_every_rank_at_once(tmp_path):
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(WORKER),
+               "--out", str(tmp_path), "--steps", "30", "--checkpoint", str(tmp_path / "run.pt"),
+               "--poison-main-at", "10"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "VQVAE_DEVICE": "cpu"}
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    elapsed = time.perf_counter() - start
+    assert done.returncode != 0
+    assert "non-finite weights at step 10" in done.stderr
+    assert "rank 0 failed, so rank 1 stops too: TrainingDiverged: non-finite weights" in done.stderr
+    assert elapsed < 60, f"the ranks took {elapsed:.0f} s to stop (a collective waited for its time-out)"
+    assert not (tmp_path / "run.pt").exists()
+
+
+def test_kill_9_during_a_checkpoint_write_then_the_same_command_resumes_exactly(tmp_path):
+    """A real process killed (SIGKILL) halfway through writing its second checkpoint: the first stays intact,
+    and the same command resumes from it to the weights of an uninterrupted run."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "VQVAE_DEVICE": "cpu"}
+    run = [sys.executable, str(WORKER), "--out", str(tmp_path), "--steps", "30", "--checkpoint-every", "10"]
+    ckpt = tmp_path / "cut.pt"
+    killed = subprocess.run([*run, "--tag", "cut", "--checkpoint", str(ckpt), "--kill-during-save", "2"],
+                            env=env, cwd=ROOT, capture_output=True, timeout=300)
+    assert killed.returncode == -signal.SIGKILL
+    assert load_checkpoint(ckpt)["step"] == 10                   # the half-written step-20 file never replaced it
+    subprocess.run([*run, "--tag", "cut", "--checkpoint", str(ckpt)], env=env, cwd=ROOT, check=True, timeout=300)
+    subprocess.run([*run, "--tag", "whole"], env=env, cwd=ROOT, check=True, timeout=300)
+    resumed, whole = (torch.load(tmp_path / f"{tag}-rank0.pt", weights_only=True) for tag in ("cut", "whole"))
+    assert resumed["start_step"] == 10 and resumed["step"] == whole["step"] == 30
+    assert resumed["loss"] == whole["loss"]
+    for name, value in whole["state"].items():
+        assert torch.equal(value, resumed["state"][name]), f"{name}: resumed run differs from the uninterrupted"
 
 
 def test_cli_trains_vqvae_and_prior_under_torchrun(tmp_path):

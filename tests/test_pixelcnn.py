@@ -41,6 +41,23 @@ def test_no_position_sees_itself_or_the_future(model_cls, n_layers):
             assert field[~later_or_here(position, SHAPE)].sum() > 0, position
 
 
+def test_position_biases_keep_the_model_causal_and_tell_rows_apart():
+    model = tiny(n_layers=3, height=SHAPE[0], width=SHAPE[1])
+    with torch.no_grad():
+        for layer in model.layers:
+            layer.row_bias.normal_()
+            layer.col_bias.normal_()
+    for position in positions(SHAPE):
+        field = receptive_field(model, position, SHAPE, n_inputs=2)
+        assert field[later_or_here(position, SHAPE)].abs().max() == 0, position
+    codes = torch.zeros(1, *SHAPE, dtype=torch.long)                   # the same code everywhere:
+    logits = model(codes)[0]                                            # (K, h, w)
+    assert not torch.allclose(logits[:, -1, 2:], logits[:, -2, 2:])     # the last row differs from the one above
+    assert tiny(height=SHAPE[0], width=SHAPE[1]).layers[0].row_bias.abs().sum() == 0  # they start at zero
+    with pytest.raises(ValueError, match="built for"):
+        model(torch.zeros(1, SHAPE[0] + 1, SHAPE[1], dtype=torch.long))
+
+
 def test_conditional_gated_stacks_are_causal_too():
     model = tiny(n_layers=3, n_labels=3)
     labels = torch.tensor([2, 0])

@@ -8,6 +8,7 @@ from vqvae_lib import train
 from vqvae_lib.config import TrainConfig
 from vqvae_lib.quantizer import VectorQuantizer
 from vqvae_lib.train import autocast_dtype, fit
+from vqvae_lib.vqvae import vqvae_loss
 
 
 def test_quantizer_is_fp32_under_bf16_autocast():
@@ -59,9 +60,9 @@ def test_precision_choice():
 
 def test_channels_last_changes_the_layout_not_the_result():
     cfg = small_cfg(steps=4, eval_every=0)
-    plain = fit(tiny_vqvae_setup()[0], tiny_vqvae_setup()[1], train.vqvae_loss, cfg, progress=False)
+    plain = fit(tiny_vqvae_setup()[0], tiny_vqvae_setup()[1], vqvae_loss, cfg, progress=False)
     model, slices = tiny_vqvae_setup()
-    nhwc = fit(model, slices, train.vqvae_loss, small_cfg(steps=4, eval_every=0, channels_last=True), progress=False)
+    nhwc = fit(model, slices, vqvae_loss, small_cfg(steps=4, eval_every=0, channels_last=True), progress=False)
     conv = model.encoder.conv.weight  # (C, C, 3, 3)
     assert conv.is_contiguous(memory_format=torch.channels_last) and not conv.is_contiguous()
     assert torch.allclose(torch.tensor(plain.history["loss"]), torch.tensor(nhwc.history["loss"]), rtol=1e-3)
@@ -69,9 +70,9 @@ def test_channels_last_changes_the_layout_not_the_result():
 
 def test_compile_keeps_the_checkpoint_names_and_the_losses(tmp_path):
     cfg = small_cfg(steps=3, eval_every=0, checkpoint_every=0)
-    eager = fit(tiny_vqvae_setup()[0], tiny_vqvae_setup()[1], train.vqvae_loss, cfg, progress=False)
+    eager = fit(tiny_vqvae_setup()[0], tiny_vqvae_setup()[1], vqvae_loss, cfg, progress=False)
     model, slices = tiny_vqvae_setup()
-    compiled = fit(model, slices, train.vqvae_loss, small_cfg(steps=3, eval_every=0, checkpoint_every=0,
+    compiled = fit(model, slices, vqvae_loss, small_cfg(steps=3, eval_every=0, checkpoint_every=0,
                                                               compile=True), checkpoint=tmp_path / "c.pt",
                    progress=False)
     assert set(train.load_checkpoint(tmp_path / "c.pt")["model"]) == set(eager.model.state_dict())

@@ -68,7 +68,7 @@ def test_a_prior_of_another_vqvae_checkpoint_is_refused(tiny_source, tmp_path, c
                   "2", "--batch-size", "4", "--out", str(run), "--no-progress"]
     assert main(prior_args) == 0
     vqvae_args[vqvae_args.index("--steps") + 1] = "3"
-    assert main(vqvae_args) == 0                                    # the VQ-VAE trains on: new codes
+    assert main([*vqvae_args, "--extend"]) == 0                     # the VQ-VAE trains on: new codes
     capsys.readouterr()
     assert main(prior_args) == 2
     assert "fingerprint" in capsys.readouterr().err
@@ -104,7 +104,8 @@ def test_load_or_train_prior_trains_once_then_loads(tiny_source):
 
     vqvae = pipeline.load_vqvae(run / "vqvae.pt", torch.device("cpu"))
     train_images = load_dataset(str(tiny_source), "train", 16).images
-    real_images = load_dataset(str(tiny_source), "validate", 16).images          # 4 held-out slices
+    real_images = torch.cat([load_dataset(str(tiny_source), split, 16).images
+                             for split in ("validate", "test")])                # 4 held-out slices
     quality = compare_priors(vqvae, loaded, train_maps, train_images, real_images, n=2, top_k=5)
     assert set(quality) == {"pixelcnn", "independent", "real"}
     assert all(row["n"] == 2 and -1 <= row["nn_ssim_mean"] <= 1 for row in quality.values())

@@ -17,14 +17,17 @@ from vqvae_lib.sampling import choose, next_code_distribution, sample
 SHAPE = (5, 6)
 
 
-def tiny(n_labels: int = 0, seed: int = 0, model_cls=GatedPixelCNN) -> torch.nn.Module:
-    """float64, with weights large enough that the distributions are far from uniform."""
+def tiny(n_labels: int = 0, seed: int = 0, model_cls=GatedPixelCNN, position: bool = False) -> torch.nn.Module:
+    """float64, with weights large enough that the distributions are far from uniform (position biases too)."""
     torch.manual_seed(seed)
-    cfg = PixelCNNConfig(channels=6, n_layers=3, kernel_size=3, codebook_size=7, n_labels=n_labels)
+    cfg = PixelCNNConfig(channels=6, n_layers=3, kernel_size=3, codebook_size=7, n_labels=n_labels,
+                         height=SHAPE[0] if position else 0, width=SHAPE[1] if position else 0)
     model = model_cls(cfg).double()
     with torch.no_grad():
         for param in model.parameters():
             param.mul_(3.0)
+            if param.abs().sum() == 0:  # the position biases start at zero
+                param.normal_(0, 2.0)
     return model
 
 
@@ -51,6 +54,19 @@ def test_fast_sampler_equals_naive_conditional():
     one_label = sample(model, 4, SHAPE, labels=2, seed=5)
     assert torch.equal(one_label, sample(model, 4, SHAPE, labels=torch.full((4,), 2), seed=5, naive=True))
     assert not torch.equal(one_label, sample(model, 4, SHAPE, labels=0, seed=5))  # the label matters
+
+
+@pytest.mark.parametrize("n_labels", [0, 2])
+def test_fast_sampler_equals_naive_with_position_biases(n_labels):
+    model = tiny(n_labels=n_labels, position=True)
+    labels = torch.tensor([1, 0, 1, 1]) if n_labels else None
+    fast = sample(model, 4, SHAPE, labels=labels, seed=7)
+    assert torch.equal(fast, sample(model, 4, SHAPE, labels=labels, seed=7, naive=True))
+    with torch.no_grad():
+        for layer in model.layers:
+            layer.row_bias.zero_()
+            layer.col_bias.zero_()
+    assert not torch.equal(fast, sample(model, 4, SHAPE, labels=labels, seed=7))  # position matters
 
 
 def test_completion_keeps_the_top_rows_and_matches_naive():

@@ -8,6 +8,7 @@ from torch import nn
 
 from vqvae_lib import train
 from vqvae_lib.config import TrainConfig
+from vqvae_lib.metrics import reconstruction_validator
 from vqvae_lib.train import (
     BatchSampler,
     TrainingDiverged,
@@ -153,8 +154,8 @@ def test_checkpoint_contents_load_with_weights_only(tmp_path):
     fit(tiny_autoencoder(), images(), recon_loss, small_cfg(), checkpoint=path, meta=meta,
         fingerprint="abc", progress=False)
     ckpt = torch.load(path, weights_only=True)
-    assert {"meta", "train_config", "model", "optimizer", "step", "train_seconds", "history", "sampler",
-            "rng", "fingerprint"} <= set(ckpt)
+    assert {"meta", "train_config", "planned_steps", "model", "optimizer", "step", "train_seconds", "history",
+            "sampler", "rng", "fingerprint"} <= set(ckpt)
     assert ckpt["meta"] == meta and ckpt["fingerprint"] == "abc" and ckpt["step"] == 12
     assert ckpt["train_config"] == small_cfg().to_dict()
     assert set(ckpt["rng"]) == {"torch", "cuda", "numpy", "python"}
@@ -169,12 +170,89 @@ def test_load_checkpoint_errors_name_the_file(tmp_path):
         load_checkpoint(tmp_path / "missing.pt")
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(ValueError, match="junk.pt"):
+    with pytest.raises(ValueError, match="junk.pt is not a vqvae_lib checkpoint") as err:
         load_checkpoint(junk)
+    assert "expected a vqvae_lib checkpoint" in str(err.value) and "documentation" not in str(err.value)
     foreign = tmp_path / "foreign.pt"
     torch.save({"state_dict": {}}, foreign)
-    with pytest.raises(ValueError, match="foreign.pt"):
+    with pytest.raises(ValueError, match="foreign.pt is not a vqvae_lib checkpoint"):
         load_checkpoint(foreign)
+    pickled = tmp_path / "pickled.pt"                     # a pickle that would run code if it were loaded
+    torch.save({"format": train.CHECKPOINT_FORMAT, "payload": Interrupt()}, pickled)
+    with pytest.raises(ValueError, match=r"pickled.pt is not a vqvae_lib checkpoint \(it holds objects") as err:
+        load_checkpoint(pickled)
+    assert "documentation" not in str(err.value)
+
+
+def test_resume_refuses_other_settings_and_names_them(tmp_path):
+    path, meta = tmp_path / "run.pt", {"kind": "vqvae", "config": {"beta": 0.25, "ema_decay": 0.99}}
+    fit(tiny_autoencoder(), images(), recon_loss, small_cfg(steps=4), checkpoint=path, meta=meta, progress=False)
+    with pytest.raises(ValueError, match=r"run.pt was trained with other settings") as err:
+        fit(tiny_autoencoder(), images(), recon_loss, small_cfg(steps=4, lr=0.02, grad_clip=0.5), checkpoint=path,
+            meta={"kind": "vqvae", "config": {"beta": 0.5, "ema_decay": 0.99}}, progress=False)
+    message = str(err.value)
+    assert "model beta: 0.25 -> 0.5" in message and "training lr: 0.01 -> 0.02" in message
+    assert "grad_clip: 1.0 -> 0.5" in message and "ema_decay" not in message
+    again = fit(tiny_autoencoder(), images(), recon_loss, small_cfg(steps=4, eval_every=1, checkpoint_every=1),
+                checkpoint=path, meta=meta, progress=False)                  # bookkeeping options may change
+    assert again.step == again.start_step == 4
+
+
+def test_only_a_finished_run_is_extended_and_only_when_asked(tmp_path):
+    path, data = tmp_path / "run.pt", images()
+    fit(tiny_autoencoder(), data, recon_loss, small_cfg(steps=5), checkpoint=path, progress=False)
+    with pytest.raises(ValueError, match="budget steps=5, this run asks for steps=8: pass --extend"):
+        fit(tiny_autoencoder(), data, recon_loss, small_cfg(steps=8), checkpoint=path, progress=False)
+    extended = fit(tiny_autoencoder(), data, recon_loss, small_cfg(steps=8), checkpoint=path, progress=False,
+                   extend=True)
+    assert extended.start_step == 5 and extended.step == extended.planned_steps == 8
+    assert extended.history["step"] == list(range(1, 9))
+    with pytest.raises(ValueError, match="allows no step beyond"):
+        fit(tiny_autoencoder(), data, recon_loss, small_cfg(steps=6), checkpoint=path, progress=False, extend=True)
+
+    cut = tmp_path / "cut.pt"                                # stopped at step 5 of 12: not finished
+    with pytest.raises(Interrupt):
+        fit(tiny_autoencoder(), data, interrupted(recon_loss, 7), small_cfg(), checkpoint=cut, progress=False)
+    with pytest.raises(ValueError, match="stopped at step 5 of 12: finish it"):
+        fit(tiny_autoencoder(), data, recon_loss, small_cfg(steps=20), checkpoint=cut, progress=False, extend=True)
+
+
+class BufferedModel(nn.Module):
+    """A model whose forward pass updates a buffer, as a VQ-VAE's EMA codebook does."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = tiny_autoencoder()
+        self.register_buffer("stats", torch.zeros(3))
+
+    def forward(self, x):
+        if self.training:
+            self.stats += 1
+        return self.net(x)
+
+
+@pytest.mark.parametrize("where", ["loss", "gradient"])
+def test_divergence_leaves_the_buffers_as_they_were_before_the_step(where):
+    model = BufferedModel()
+
+    def loss_fn(net, batch, labels):
+        loss, metrics = recon_loss(net, batch, labels)
+        if model.stats[0] >= 4:                              # the 4th forward pass updated the buffer, then:
+            if where == "loss":
+                return loss * float("nan"), metrics
+            return loss + 0 * model.net[0].weight.sum() * float("inf"), metrics
+        return loss, metrics
+
+    weights = None
+    with pytest.raises(TrainingDiverged, match="step 4"):
+        def keep(net):
+            nonlocal weights
+            weights = {k: v.clone() for k, v in model.net.state_dict().items()}
+            return {}
+        fit(model, images(), loss_fn, small_cfg(eval_every=3, checkpoint_every=0), validate=keep, progress=False)
+    assert torch.equal(model.stats, torch.full((3,), 3.0))  # the bad step's update of the buffer was undone
+    for name, tensor in model.net.state_dict().items():       # and no weight moved after step 3
+        assert torch.equal(tensor, weights[name]), name
 
 
 def test_nan_loss_raises_and_keeps_the_last_good_checkpoint(tmp_path):
@@ -196,7 +274,7 @@ def test_exploding_loss_raises():
         fit(tiny_autoencoder(), images(), poisoned(recon_loss, 31, 1e6), cfg, progress=False)
 
 
-def test_minutes_budget_counts_training_time_only():
+def test_minutes_budget_becomes_a_step_count_of_training_time_only():
     def slow_loss(model, batch, labels):
         time.sleep(0.02)
         return recon_loss(model, batch, labels)
@@ -209,10 +287,38 @@ def test_minutes_budget_counts_training_time_only():
     start = time.perf_counter()
     result = fit(tiny_autoencoder(), images(), slow_loss, cfg, validate=slow_validate, progress=False)
     wall = time.perf_counter() - start
-    assert result.stopped == "minutes" and 1 <= result.step <= 16     # each step sleeps 0.02 s
-    assert result.train_seconds >= 0.3
+    assert result.stopped == "minutes" and result.step == result.planned_steps
+    assert 3 <= result.step <= 15                                     # each step sleeps 0.02 s: 0.3 s
+    assert 0.06 <= result.train_seconds <= 1.5 * 0.3                  # the planned steps, or the safety stop
     assert len(result.history["val_step"]) == result.step
     assert wall >= result.train_seconds + 0.05 * result.step          # validation time was not counted
+
+
+def test_a_planned_run_is_reproduced_bit_for_bit_by_its_step_count(tmp_path):
+    budget = fit(tiny_autoencoder(), images(), recon_loss, small_cfg(steps=10**6, minutes=0.4 / 60),
+                 checkpoint=tmp_path / "minutes.pt", progress=False)
+    saved = load_checkpoint(tmp_path / "minutes.pt")
+    assert saved["planned_steps"] == budget.step == budget.planned_steps > train.PROBE_STEPS
+    steps = fit(tiny_autoencoder(), images(), recon_loss, small_cfg(steps=budget.step), progress=False)
+    assert steps.history["loss"] == budget.history["loss"] and steps.history["lr"] == budget.history["lr"]
+    for name, tensor in budget.model.state_dict().items():
+        assert torch.equal(tensor, steps.model.state_dict()[name]), name
+    assert budget.history["lr"][-1] == pytest.approx(learning_rate(small_cfg(), budget.step - 1,
+                                                                   (budget.step - 1) / budget.step))
+
+
+def test_the_clock_is_only_a_safety_stop(monkeypatch):
+    calls = {"n": 0}
+
+    def clock():                                                      # 0.1 s a step in the probe, then 1 s
+        calls["n"] += 1
+        return 0.1 * min(calls["n"], 40) + max(0, calls["n"] - 40)
+    monkeypatch.setattr(train, "perf_counter", clock)
+    cfg = small_cfg(steps=10**6, minutes=2 / 60, eval_every=0, checkpoint_every=0)
+    with pytest.warns(UserWarning, match=r"clock stopped training at step \d of 20 planned: \d s is over 1.5 x"):
+        result = fit(tiny_autoencoder(), images(), recon_loss, cfg, progress=False)
+    assert result.stopped == "clock" and result.planned_steps == 20 and result.step < 10
+    assert result.train_seconds >= 1.5 * 2
 
 
 def test_time_budget_anneals_the_schedule(monkeypatch):
@@ -282,13 +388,13 @@ def tiny_vqvae_setup(seed: int = 0):
 
 
 def test_vqvae_trains_with_fit_and_resumes_exactly(tmp_path):
-    from vqvae_lib.vqvae import VQVAE
+    from vqvae_lib.vqvae import VQVAE, vqvae_loss
 
     model, slices = tiny_vqvae_setup()
     cfg = small_cfg(steps=8, checkpoint_every=3, eval_every=4)
-    validate = train.reconstruction_validator(slices[:8])
+    validate = reconstruction_validator(slices[:8])
     meta = {"kind": "vqvae", "model_config": model.config.to_dict(), "image_size": 16}
-    full = fit(model, slices, train.vqvae_loss, cfg, checkpoint=tmp_path / "full.pt", validate=validate,
+    full = fit(model, slices, vqvae_loss, cfg, checkpoint=tmp_path / "full.pt", validate=validate,
                meta=meta, fingerprint="toy", progress=False)
     assert full.step == 8 and not model.training
     assert {"recon", "perplexity", "active_codes"} <= set(full.history)
@@ -297,11 +403,11 @@ def test_vqvae_trains_with_fit_and_resumes_exactly(tmp_path):
 
     cut = tmp_path / "cut.pt"
     with pytest.raises(Interrupt):
-        fit(tiny_vqvae_setup()[0], slices, interrupted(train.vqvae_loss, 5), cfg, checkpoint=cut,
+        fit(tiny_vqvae_setup()[0], slices, interrupted(vqvae_loss, 5), cfg, checkpoint=cut,
             validate=validate, meta=meta, fingerprint="toy", progress=False)
     ckpt = torch.load(cut, weights_only=True)
     assert ckpt["step"] == 3 and ckpt["meta"] == meta
-    resumed = fit(VQVAE(model.config), slices, train.vqvae_loss, cfg, checkpoint=cut, validate=validate,
+    resumed = fit(VQVAE(model.config), slices, vqvae_loss, cfg, checkpoint=cut, validate=validate,
                   meta=meta, fingerprint="toy", progress=False)
     for name, tensor in full.model.state_dict().items():
         assert torch.equal(tensor, resumed.model.state_dict()[name]), name

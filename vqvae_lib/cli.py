@@ -3,11 +3,15 @@ who outgrow the notebooks.
 
     python -m vqvae_lib train-vqvae --data SOURCE --image-size 128 [--profile class]
                                     [--minutes 10 | --steps N] --out runs/NAME
-    python -m vqvae_lib evaluate --checkpoint runs/NAME/vqvae.pt --data SOURCE [--split test] --json
+    python -m vqvae_lib evaluate --checkpoint runs/NAME/vqvae.pt --data SOURCE [--split test] [--group-by REGEX]
+                                 --json
     python -m vqvae_lib train-prior --vqvae runs/NAME/vqvae.pt --data SOURCE [--profile class]
                                     [--minutes M | --steps N] --out runs/NAME
     python -m vqvae_lib sample --vqvae runs/NAME/vqvae.pt --prior runs/NAME/prior.pt -n 16 [--label L]
                                [--temperature T] [--top-k K] [--seed S] [--naive] --out samples.png
+                               [--save-dir DIR]
+    python -m vqvae_lib sample-quality --samples DIR --data SOURCE [--n-real N] [--no-two-sample] [--seed S]
+                                       --json
 
 SOURCE is anything the data layer reads: an OASIS slice root, an ImageFolder tree, a plain folder
 of images, or ``default``.
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from dataclasses import replace
@@ -28,9 +33,12 @@ from pathlib import Path
 import torch
 from torchvision.utils import save_image
 
-from . import distributed
+from . import distributed, pipeline
+from .codemaps import conditioning_labels
 from .config import PRECISIONS, PROFILES, TrainConfig, VQVAEConfig, get_profile
-from .pipeline import evaluate_vqvae, load_prior, load_vqvae, throughput, train_prior, train_vqvae, with_minutes
+from .data import load_dataset
+from .pipeline import evaluation_report, load_prior, load_vqvae, throughput, train_prior, train_vqvae, with_minutes
+from .sample_quality import load_samples, measure, real_ceiling, save_samples
 from .sampling import decode, sample
 from .utils import get_device
 
@@ -62,6 +70,8 @@ def _training_options(parser: argparse.ArgumentParser, out_help: str) -> None:
                         help="auto (default): bf16 autocast on CUDA, fp32 elsewhere; the quantizer is always fp32")
     parser.add_argument("--channels-last", action="store_true", help="NHWC memory layout for the convolutions")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (slow to start)")
+    parser.add_argument("--extend", action="store_true",
+                        help="train a finished run in --out on to a larger budget (else a changed budget is refused)")
     parser.add_argument("--no-progress", action="store_true")
 
 
@@ -88,7 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="score a trained VQ-VAE on a split")
     ev.add_argument("--checkpoint", required=True)
     ev.add_argument("--data", default="default")
-    ev.add_argument("--split", help="default: test where the source has one, else its seeded hold-out")
+    ev.add_argument("--split", help="default: test (the source's own, else its seeded 80/10/10 split)")
+    ev.add_argument("--group-by", metavar="REGEX",
+                    help="split a source without splits of its own by group, not by file: the regex's group "
+                         "(named 'group', else the first) in each file's path relative to the source names its "
+                         "group, e.g. a subject id; use the same REGEX as in training")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.add_argument("--device")
     ev.add_argument("--threads", type=_positive(int))
@@ -109,8 +123,20 @@ def build_parser() -> argparse.ArgumentParser:
     smp.add_argument("--seed", type=int, default=0)
     smp.add_argument("--naive", action="store_true", help="the reference sampler (a full forward pass per code)")
     smp.add_argument("--out", required=True, help="PNG file for the grid of decoded samples")
+    smp.add_argument("--save-dir", help="also write each sample as DIR/sample_0000.png, ... and DIR/samples.json "
+                                        "(its label, seed, temperature, top_k), for sample-quality")
     smp.add_argument("--device")
     smp.add_argument("--threads", type=_positive(int))
+
+    sq = sub.add_parser("sample-quality", help="score saved samples against real slices, beside real held-out ones")
+    sq.add_argument("--samples", required=True, help="a folder written by sample --save-dir (or any square PNGs)")
+    sq.add_argument("--data", default="default", help="the slice source the samples imitate (default: %(default)s)")
+    sq.add_argument("--n-real", type=_positive(int),
+                    help="held-out real slices scored for the ceiling (default: as many as samples, at most half)")
+    sq.add_argument("--no-two-sample", action="store_true", help="skip the classifier two-sample test (slowest)")
+    sq.add_argument("--seed", type=int, default=0, help="picks of real slices, pairs, the two-sample test")
+    sq.add_argument("--json", action="store_true", help="print one JSON object")
+    sq.add_argument("--threads", type=_positive(int))
     return parser
 
 
@@ -136,10 +162,11 @@ def cmd_train(args) -> int:
     device = distributed.setup(get_device(args.device))
     started = time.perf_counter()
     result = train_vqvae(args.data, args.out, model_cfg, train_cfg, size, device=device,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, extend=args.extend)
     history = result.history
     summary = {
-        "checkpoint": str(result.checkpoint), "steps": result.step, "stopped": result.stopped,
+        "checkpoint": str(result.checkpoint), "steps": result.step, "planned_steps": result.planned_steps,
+        "stopped": result.stopped, "seed": train_cfg.seed,
         "train_seconds": round(result.train_seconds, 1), "wall_seconds": round(time.perf_counter() - started, 1),
         "images_per_second": round(throughput(result, train_cfg.batch_size), 1),
         "val_ssim": history.get("val_ssim_mean", [None])[-1],
@@ -154,12 +181,12 @@ def cmd_train(args) -> int:
 
 def cmd_evaluate(args) -> int:
     model = load_vqvae(args.checkpoint, get_device(args.device))
-    summary = evaluate_vqvae(model, args.data, args.split).summary()
+    summary = evaluation_report(model, args.data, args.split, group_by=args.group_by)
     if args.json:
         print(json.dumps(summary))
     else:
         for key, value in summary.items():
-            print(f"{key:>12}: {value:.4f}" if isinstance(value, float) else f"{key:>12}: {value}")
+            print(f"{key:>22}: {value:.4f}" if isinstance(value, float) else f"{key:>22}: {value}")
     return 0
 
 
@@ -169,9 +196,10 @@ def cmd_train_prior(args) -> int:
     device = distributed.setup(get_device(args.device))
     started = time.perf_counter()
     result = train_prior(args.vqvae, args.data, args.out, profile.prior, train_cfg, device=device,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, extend=args.extend)
     summary = {
-        "checkpoint": str(result.checkpoint), "steps": result.step, "stopped": result.stopped,
+        "checkpoint": str(result.checkpoint), "steps": result.step, "planned_steps": result.planned_steps,
+        "stopped": result.stopped, "seed": train_cfg.seed,
         "train_seconds": round(result.train_seconds, 1), "wall_seconds": round(time.perf_counter() - started, 1),
         "maps_per_second": round(throughput(result, train_cfg.batch_size), 1),
         "val_bits_per_code": result.history.get("val_bits_per_code", [None])[-1],
@@ -213,8 +241,16 @@ def cmd_sample(args) -> int:
     decoded = time.perf_counter()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     save_image(images, args.out, nrow=max(1, round(args.n ** 0.5)), padding=2)
+    if args.save_dir:
+        records = [{"label": None if labels is None else int(label),
+                    "label_name": None if labels is None else prior.label_names[label],
+                    "seed": args.seed, "temperature": args.temperature, "top_k": args.top_k}
+                   for label in (labels.tolist() if labels is not None else [None] * args.n)]
+        save_samples(args.save_dir, images, records, image_size=images.shape[-1], label_names=prior.label_names,
+                     label_kind=prior.label_kind, vqvae=str(args.vqvae), prior=str(args.prior),
+                     sampler="naive" if args.naive else "fast")
     print(json.dumps({
-        "out": str(args.out), "n": args.n, "latent_shape": list(codes.shape[1:]),
+        "out": str(args.out), "save_dir": args.save_dir, "n": args.n, "latent_shape": list(codes.shape[1:]),
         "sampler": "naive" if args.naive else "fast", "sample_seconds": round(sampled - started, 3),
         "decode_seconds": round(decoded - sampled, 3),
         "labels": None if labels is None else [prior.label_names[i] for i in labels.tolist()],
@@ -224,13 +260,65 @@ def cmd_sample(args) -> int:
     return 0
 
 
+def _quality_labels(samples, train, held) -> tuple:
+    """(train labels, requested labels, held-out labels) for depth agreement, or three Nones: it needs the label
+    of every sample in samples.json and data labelled as the prior was (the same label names)."""
+    names, requested = samples.meta.get("label_names") or [], [r.get("label") for r in samples.records]
+    if not names or None in requested:
+        return None, None, None
+    train_labels, train_names, _ = conditioning_labels(train, len(names))
+    if train_labels is None or train_names != names:
+        print(f"note: no depth agreement: the samples' labels {names} are not the data's {train_names}",
+              file=sys.stderr)
+        return None, None, None
+    depth_range = None if train.slice_index is None else (int(train.slice_index.min()), int(train.slice_index.max()))
+    held_labels, _, _ = conditioning_labels(held, len(names), depth_range)  # the train split's bucket edges
+    return train_labels, torch.tensor(requested), held_labels
+
+
+def _nan_to_none(summary: dict) -> dict:
+    """NaN (e.g. intensities of samples without brain pixels) -> None, which JSON writes as null."""
+    return {key: None if isinstance(value, float) and math.isnan(value) else value for key, value in summary.items()}
+
+
+def cmd_sample_quality(args) -> int:
+    samples = load_samples(args.samples)
+    size = samples.images.shape[-1]
+    train = load_dataset(args.data, "train", size)                    # at the samples' size
+    held = pipeline.held_out(args.data, size)
+    if len(held) < 2 or (args.n_real is not None and args.n_real >= len(held)):
+        raise ValueError(f"--n-real must be below the {len(held)} held-out ({held.split}) slices of {args.data}, "
+                         f"and there must be at least 2 of them; got --n-real {args.n_real}")
+    n_real = args.n_real or max(1, min(len(samples.images), len(held) // 2))
+    train_labels, requested, held_labels = _quality_labels(samples, train, held)
+    two_sample = not args.no_two_sample
+    report = {
+        "samples": _nan_to_none(measure(samples.images, held.images, train.images, train_labels=train_labels,
+                                        requested_labels=requested, two_sample=two_sample, seed=args.seed).summary()),
+        "real": _nan_to_none(real_ceiling(held.images, train.images, n_real, train_labels=train_labels,
+                                          real_labels=held_labels, two_sample=two_sample, seed=args.seed).summary()),
+        "n": len(samples.images), "split": held.split, "source": str(held.source),
+    }
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    print(f"{len(samples.images)} samples from {args.samples} vs {held.source} ({held.split} split for the real "
+          f"ceiling, train split for nearest neighbours)")
+    print(f"{'':>28} {'samples':>10} {'real':>10}")
+    for key in dict.fromkeys([*report["samples"], *report["real"]]):
+        cells = [report[side].get(key) for side in ("samples", "real")]
+        print(f"{key:>28} " + " ".join(f"{'-':>10}" if c is None else f"{c:>10.4f}" if isinstance(c, float)
+                                       else f"{c:>10}" for c in cells))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "threads", None):
         torch.set_num_threads(args.threads)
     try:
         commands = {"train-vqvae": cmd_train, "evaluate": cmd_evaluate, "train-prior": cmd_train_prior,
-                    "sample": cmd_sample}
+                    "sample": cmd_sample, "sample-quality": cmd_sample_quality}
         return commands[args.command](args)
     except (FileNotFoundError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

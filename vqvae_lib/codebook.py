@@ -21,7 +21,7 @@ from . import pipeline
 from .config import Profile, get_profile
 from .data import SliceDataset
 from .metrics import code_usage
-from .quantizer import flatten, squared_distances
+from .utils import evaluating
 
 
 @dataclass
@@ -132,21 +132,15 @@ def encode_with_distances(model: nn.Module, data, batch_size: int = 64) -> Encod
     images, device = _images(data), next(model.parameters()).device
     if len(images) == 0:
         raise ValueError("nothing to encode: no images")
-    was_training = model.training
-    model.eval()
     indices, distances = [], []
-    try:
+    with evaluating(model):
         with torch.inference_mode():
             for start in range(0, len(images), batch_size):
                 x = images[start:start + batch_size].to(device)
                 x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()  # (B, 1, S, S)
-                z = model.encode(x)  # (B, D, h, w)
-                B, _, h, w = z.shape
-                best = squared_distances(flatten(z), model.quantizer.codebook).min(1)  # as quantizer.nearest
-                indices.append(best.indices.view(B, h, w).cpu())
-                distances.append(best.values.clamp(min=0).view(B, h, w).cpu())
-    finally:
-        model.train(was_training)
+                codes, squared = model.quantizer.nearest_with_distances(model.encode(x))  # (B, h, w) each
+                indices.append(codes.cpu())
+                distances.append(squared.cpu())
     return EncodedSplit(torch.cat(indices), torch.cat(distances))
 
 
@@ -249,13 +243,9 @@ def paint_region(indices: Tensor, rows: tuple[int, int], cols: tuple[int, int], 
 def decode_edit(model: nn.Module, indices: Tensor) -> Tensor:
     """Decode code maps (h, w) or (B, h, w) -> images (B, 1, H, W) float on CPU (not clamped)."""
     indices = indices.unsqueeze(0) if indices.dim() == 2 else indices
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         with torch.inference_mode():
             images = model.decode_indices(indices.to(next(model.parameters()).device)).float().cpu()
-    finally:
-        model.train(was_training)
     return images.clone()  # a normal tensor, usable outside inference mode
 
 

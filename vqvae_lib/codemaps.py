@@ -11,18 +11,16 @@ tree, the class folder; for a plain folder, none.
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from .cache import CACHE_VERSION, cache_file, read_cache, write_cache
+from .checkpoint import checkpoint_fingerprint, load_vqvae
 from .data import SliceDataset, load_dataset
 from .metrics import code_usage
-from .train import checkpoint_fingerprint
-from .utils import atomic_torch_save, get_device
-
-CACHE_VERSION = 1
+from .utils import get_device
 
 
 @dataclass
@@ -90,18 +88,7 @@ def encode_images(vqvae, images: torch.Tensor, batch_size: int = 64) -> torch.Te
 
 
 def _cache_path(vqvae_path: Path, split: str, data_fingerprint: str) -> Path:
-    return vqvae_path.parent / "codes" / f"{vqvae_path.stem}-{split}-{data_fingerprint}.pt"
-
-
-def _read_cache(path: Path, key: str) -> dict | None:
-    if not path.exists():
-        return None
-    try:
-        cached = torch.load(path, weights_only=True)
-    except Exception as error:  # a damaged cache is rebuilt, never trusted
-        warnings.warn(f"code map cache {path} could not be read ({error}); encoding again", stacklevel=3)
-        return None
-    return cached if cached.get("key") == key else None
+    return cache_file(vqvae_path.parent / "codes", f"{vqvae_path.stem}-{split}-{data_fingerprint}")
 
 
 def _depth_range(source, image_size: int, dataset: SliceDataset) -> tuple[int, int] | None:
@@ -119,19 +106,17 @@ def load_code_maps(vqvae_path, source: str = "default", split: str = "train", *,
     Read from the cache when its key matches (see module docstring), encoded and cached otherwise. The
     slices are loaded at the image size the VQ-VAE was trained at.
     """
-    from .pipeline import load_vqvae  # the pipeline builds on this module
-
     vqvae_path = Path(vqvae_path)
     vqvae = load_vqvae(vqvae_path, device or get_device())
     dataset = load_dataset(source, split, vqvae.image_size)
     key = f"v{CACHE_VERSION}-{checkpoint_fingerprint(vqvae_path)}-{dataset.fingerprint}-b{n_buckets}"
     path = _cache_path(vqvae_path, split, dataset.fingerprint)
-    cached = _read_cache(path, key) if cache else None
+    cached = read_cache(path, key) if cache else None
     if cached is None:
         labels, names, kind = conditioning_labels(dataset, n_buckets, _depth_range(source, vqvae.image_size, dataset))
         cached = {"key": key, "indices": encode_images(vqvae, dataset.images, batch_size).int(),
                   "labels": labels, "label_names": names, "label_kind": kind}
         if cache:
-            atomic_torch_save(cached, path)
+            write_cache(cached, path)
     return CodeMaps(indices=cached["indices"].long(), labels=cached["labels"], label_names=list(cached["label_names"]),
                     label_kind=cached["label_kind"], codebook_size=vqvae.config.codebook_size, split=split, key=key)

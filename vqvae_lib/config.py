@@ -93,8 +93,11 @@ class PixelCNNConfig:
     kernel_size: int = 5          # k (odd): the vertical stack sees k columns, the horizontal k // 2 + 1
     conditional: bool = True      # a per-layer label bias before each gate (when the data has labels)
     depth_buckets: int = 4        # OASIS layout: labels are this many equal bins of the slice index
+    position: bool = True         # learned row and column biases before each gate (where am I in the map?)
     codebook_size: int = 512      # K: filled in from the VQ-VAE by the pipeline
     n_labels: int = 0             # label classes (0: unconditional): filled in from the data by the pipeline
+    height: int = 0               # code map size (h, w) for the position biases: filled in by the pipeline
+    width: int = 0
 
     def __post_init__(self):
         if self.kernel_size < 3 or self.kernel_size % 2 == 0:
@@ -102,6 +105,8 @@ class PixelCNNConfig:
         for name in ("channels", "n_layers", "codebook_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"PixelCNNConfig.{name} must be positive, got {getattr(self, name)}")
+        if self.height < 0 or self.width < 0:
+            raise ValueError(f"PixelCNNConfig.height and width must be >= 0, got {self.height} and {self.width}")
         if self.n_labels < 0 or self.depth_buckets < 1:
             raise ValueError(f"PixelCNNConfig.n_labels must be >= 0 and depth_buckets >= 1, got "
                              f"{self.n_labels} and {self.depth_buckets}")

@@ -11,7 +11,14 @@ One entry point, :func:`load_dataset`, reads four kinds of source:
 
 Every slice is made grayscale, zero-padded to a centred square, resized with antialiasing
 to ``image_size`` and kept as uint8 (values / 255 give [0, 1]). Decoded slices are cached
-on disk, keyed by the file list and the size, so a second load reads one file.
+on disk, keyed by a fingerprint of the file names, sizes and contents (not their modification
+times: rebuilding identical files keeps the fingerprint), the size and how the split was made.
+
+Splits: the OASIS layout (and the built-in set) is split by subject into its own folders. Sources
+without splits of their own get three seeded parts, 80 / 10 / 10 % train / validate / test:
+``validate`` for curves and model selection, ``test`` for the reported score. The parts are drawn
+by file, or by group when ``group_by`` (a regex on each file's name relative to the root) says which
+files belong together (e.g. the slices of one subject): then all files of a group land in one part.
 """
 from __future__ import annotations
 
@@ -29,12 +36,14 @@ from PIL import Image
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from .utils import atomic_torch_save, data_dir
+from .cache import CACHE_VERSION, cache_file, read_cache, write_cache
+from .utils import data_dir
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 OASIS_SPLITS = ("train", "validate", "test")
 TISSUE_NAMES = ("background", "CSF", "grey matter", "white matter")  # mask values 0/85/170/255
-CACHE_VERSION = 1
+SPLIT_PARTS = ("train", "validate", "test")  # the parts of a source without splits of its own ...
+SPLIT_FRACTIONS = (0.8, 0.1, 0.1)             # ... and their shares (of files, or of groups)
 _OASIS_IMAGE = re.compile(r"^case_(?P<subject>.+)_slice_(?P<slice>\d+)\.nii\.png$")
 _OASIS_MASK = re.compile(r"^seg_(?P<subject>.+)_slice_(?P<slice>\d+)\.nii\.png$")
 LAYOUT_HELP = (
@@ -55,7 +64,8 @@ class SliceDataset(Dataset):
     source: str
     layout: str                          # "oasis" | "imagefolder" | "folder"
     split: str
-    fingerprint: str                     # identifies file list + size: checkpoints record it
+    fingerprint: str                     # identifies file names + contents, size, split: checkpoints record it
+    split_kind: str = "by file"          # "by subject" (OASIS layout) | "by file" | "by group (REGEX)"
     masks: torch.Tensor | None = None    # (N, S, S) uint8 tissue class 0..3
     labels: torch.Tensor | None = None   # (N,) long, ImageFolder class index
     class_names: list[str] = field(default_factory=list)
@@ -87,7 +97,7 @@ class SliceDataset(Dataset):
     def __repr__(self) -> str:
         extras = [name for name in ("masks", "labels", "slice_index") if getattr(self, name) is not None]
         return (f"SliceDataset({len(self)} slices, {self.image_size}x{self.image_size}, layout={self.layout}, "
-                f"split={self.split}, with={extras}, source={self.source})")
+                f"split={self.split} ({self.split_kind}), with={extras}, source={self.source})")
 
 
 # ----------------------------------------------------------------------------- transforms
@@ -182,11 +192,12 @@ def available_splits(source: str | os.PathLike) -> tuple[str, ...]:
     root = resolve_source(source)
     if detect_layout(root) == "oasis":
         return tuple(s for s in OASIS_SPLITS if (root / f"keras_png_slices_{s}").is_dir()) + ("all",)
-    return ("train", "validate", "all")
+    return SPLIT_PARTS + ("all",)
 
 
 def default_eval_split(source: str | os.PathLike) -> str:
-    """The held-out split scores are reported on: ``test`` where the source has one, else ``validate``."""
+    """The held-out split scores are reported on: ``test`` (every source has one, except an OASIS-layout
+    root without a ``keras_png_slices_test`` folder: then ``validate``)."""
     return "test" if "test" in available_splits(source) else "validate"
 
 
@@ -271,17 +282,70 @@ def _list_imagefolder(root: Path) -> _Listing:
     return _Listing(images=images, labels=labels, class_names=names)
 
 
-def held_out_split(n: int, split: str, seed: int = 0, fraction: float = 0.2) -> list[int]:
-    """Indices of a seeded 80/20 split (by file) for sources without splits of their own."""
+def part_sizes(n: int, what: str = "files") -> tuple[int, int, int]:
+    """How many of ``n`` files (or groups) go to train / validate / test: :data:`SPLIT_FRACTIONS`, rounded,
+    at least one each (so ``n`` must be at least 3)."""
+    if n < 3:
+        raise ValueError(f"a source without splits of its own is split into {', '.join(SPLIT_PARTS)}: that needs "
+                         f"at least 3 {what}, got {n} (add data, or load split='all')")
+    n_validate, n_test = (max(1, round(n * share)) for share in SPLIT_FRACTIONS[1:])
+    return n - n_validate - n_test, n_validate, n_test
+
+
+def held_out_split(n: int, split: str, seed: int = 0, groups: list[str] | None = None) -> list[int]:
+    """Indices (sorted) of ``split`` among ``n`` files, for sources without splits of their own: a seeded
+    80 / 10 / 10 split into train / validate / test, by file, or by group when ``groups`` gives each
+    file's group (the groups are shuffled and shared out, so all files of a group land in one part)."""
     if split == "all":
         return list(range(n))
-    if split not in ("train", "validate"):
-        raise ValueError(f"split must be 'train', 'validate' or 'all' for a source without its own "
+    if split not in SPLIT_PARTS:
+        raise ValueError(f"split must be one of {SPLIT_PARTS + ('all',)} for a source without its own "
                          f"splits, got {split!r}")
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
-    n_held = max(1, round(n * fraction)) if n > 1 else 0
-    chosen = order[:n_held] if split == "validate" else order[n_held:]
-    return sorted(chosen)
+    if groups is not None and len(groups) != n:
+        raise ValueError(f"groups has {len(groups)} entries for {n} files")
+    keys = list(range(n)) if groups is None else sorted(set(groups))
+    _, n_validate, n_test = part_sizes(len(keys), "files" if groups is None else "groups")
+    order = torch.randperm(len(keys), generator=torch.Generator().manual_seed(seed)).tolist()
+    held = n_validate + n_test  # held-out first: by file, train is the former 80/20 split's train part
+    start, stop = {"validate": (0, n_validate), "test": (n_validate, held), "train": (held, len(keys))}[split]
+    chosen = {keys[i] for i in order[start:stop]}
+    return [i for i in range(n) if (i if groups is None else groups[i]) in chosen]
+
+
+def file_groups(paths: list[Path], root: Path, group_by: str) -> list[str]:
+    """The group of each file: the regex ``group_by`` searched in the file's name relative to ``root``
+    (``/``-separated, e.g. ``NonDemented/subj12_slice3.png``); its named group ``group`` if it has one,
+    else its first capture group. A file it gives no group is an error."""
+    try:
+        pattern = re.compile(group_by)
+    except re.error as error:
+        raise ValueError(f"group_by {group_by!r} is not a valid regular expression: {error}") from None
+    if pattern.groups == 0:
+        raise ValueError(f"group_by {group_by!r} has no capture group: put the part of the file name that "
+                         r"names the group in parentheses, e.g. '(\w+)_slice_\d+'")
+    key = "group" if "group" in pattern.groupindex else 1
+    groups = []
+    for path in paths:
+        name = path.relative_to(root).as_posix()
+        match = pattern.search(name)
+        if match is None or not match[key]:
+            raise ValueError(f"file {path} gives no group: group_by {group_by!r} does not match its name "
+                             f"{name!r} (relative to {root}) with a non-empty group")
+        groups.append(match[key])
+    return groups
+
+
+def _list_split(root: Path, layout: str, split: str, seed: int, group_by: str | None) -> tuple[_Listing, str]:
+    """The files of ``split`` and how the split was made (``SliceDataset.split_kind``)."""
+    if layout == "oasis":
+        if group_by is not None:
+            raise ValueError(f"group_by applies to sources without splits of their own; the OASIS layout at "
+                             f"{root} is already split by subject (got group_by={group_by!r})")
+        return _list_oasis(root, split), "by subject"
+    listing = _list_imagefolder(root) if layout == "imagefolder" else _Listing(images=_images_in(root))
+    groups = None if group_by is None else file_groups(listing.images, root, group_by)
+    kind = "by file" if group_by is None else f"by group ({group_by})"
+    return _subset(listing, held_out_split(len(listing.images), split, seed, groups)), kind
 
 
 def _subset(listing: _Listing, keep: list[int]) -> _Listing:
@@ -293,12 +357,21 @@ def _subset(listing: _Listing, keep: list[int]) -> _Listing:
 
 # ----------------------------------------------------------------------------- decoding and cache
 
-def _fingerprint(listing: _Listing, root: Path, image_size: int) -> str:
-    digest = hashlib.sha256(f"v{CACHE_VERSION}|{image_size}".encode())
-    for group in (listing.images, listing.masks or []):
-        for path in group:
-            stat = path.stat()
-            digest.update(f"|{path.relative_to(root)}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+def _file_digest(path: Path) -> str:
+    """Size and SHA-256 of one file's bytes."""
+    content = path.read_bytes()
+    return f"{len(content)}|{hashlib.sha256(content).hexdigest()}"
+
+
+def _fingerprint(listing: _Listing, root: Path, image_size: int, split_kind: str) -> str:
+    """Identifies what a load gives: each file's name relative to ``root``, size and content (not its
+    modification time: rebuilding identical files keeps it), labels, ``image_size`` and ``split_kind``."""
+    paths = listing.images + (listing.masks or [])
+    with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:  # hashlib releases the GIL
+        digests = list(pool.map(_file_digest, paths))
+    digest = hashlib.sha256(f"v{CACHE_VERSION}|{image_size}|{split_kind}".encode())
+    for path, file_digest in zip(paths, digests):
+        digest.update(f"|{path.relative_to(root).as_posix()}|{file_digest}".encode())
     digest.update(f"|{listing.labels}|{listing.class_names}".encode())
     return digest.hexdigest()[:16]
 
@@ -343,46 +416,42 @@ def _decode_listing(listing: _Listing, image_size: int, root: Path) -> tuple[dic
 
 
 def _cache_path(cache_dir: Path, fingerprint: str) -> Path:
-    return cache_dir / f"slices-{fingerprint}.pt"
+    return cache_file(cache_dir, f"slices-{fingerprint}")
 
 
-def _load_or_decode(listing: _Listing, root: Path, image_size: int, cache_dir: Path | None):
-    fingerprint = _fingerprint(listing, root, image_size)
+def _load_or_decode(listing: _Listing, root: Path, image_size: int, cache_dir: Path | None, split_kind: str):
+    fingerprint = _fingerprint(listing, root, image_size, split_kind)
     path = _cache_path(cache_dir, fingerprint) if cache_dir is not None else None
-    if path is not None and path.exists():
-        try:
-            cached = torch.load(path, weights_only=True)
-            return cached["arrays"], cached["keep"], fingerprint
-        except Exception as error:  # a damaged cache is rebuilt, never trusted
-            warnings.warn(f"cache file {path} could not be read ({error}); decoding again", stacklevel=3)
+    cached = read_cache(path) if path is not None else None
+    if cached is not None and {"arrays", "keep"} <= set(cached):
+        return cached["arrays"], cached["keep"], fingerprint
     arrays, keep = _decode_listing(listing, image_size, root)
     if path is not None:
-        atomic_torch_save({"arrays": arrays, "keep": keep}, path)
+        write_cache({"arrays": arrays, "keep": keep}, path)
     return arrays, keep, fingerprint
 
 
 def load_dataset(source: str | os.PathLike = "default", split: str = "train", image_size: int = 128, *,
-                 seed: int = 0, cache: bool = True, cache_dir: str | os.PathLike | None = None) -> SliceDataset:
+                 seed: int = 0, group_by: str | None = None, cache: bool = True,
+                 cache_dir: str | os.PathLike | None = None) -> SliceDataset:
     """Load one split of a slice source into memory (see module docstring for the sources).
 
-    ``split`` is ``train``, ``validate``, ``test`` (OASIS layout) or ``all``. Sources without
-    splits of their own get a seeded 80/20 split by file (``train`` / ``validate``).
+    ``split`` is ``train``, ``validate``, ``test`` or ``all``. The OASIS layout has its own by-subject
+    splits; other sources get a seeded 80 / 10 / 10 split (``seed``) by file, or by group with
+    ``group_by``: a regex whose named group ``group`` (else its first group), searched in each file's
+    name relative to the root, says which files belong together (see :func:`file_groups`).
     """
     if not isinstance(image_size, int) or image_size < 8:
         raise ValueError(f"image_size must be an integer >= 8, got {image_size!r}")
     root = resolve_source(source)
     layout = detect_layout(root)
-    if layout == "oasis":
-        listing = _list_oasis(root, split)
-    else:
-        listing = _list_imagefolder(root) if layout == "imagefolder" else _Listing(images=_images_in(root))
-        listing = _subset(listing, held_out_split(len(listing.images), split, seed))
+    listing, split_kind = _list_split(root, layout, split, seed, group_by)
     cache_folder = None if not cache else Path(cache_dir) if cache_dir is not None else data_dir() / "cache"
-    arrays, keep, fingerprint = _load_or_decode(listing, root, image_size, cache_folder)
+    arrays, keep, fingerprint = _load_or_decode(listing, root, image_size, cache_folder, split_kind)
     listing = _subset(listing, keep)
     return SliceDataset(
         images=arrays["images"], masks=arrays.get("masks"), paths=[str(p) for p in listing.images],
-        source=str(root), layout=layout, split=split, fingerprint=fingerprint,
+        source=str(root), layout=layout, split=split, fingerprint=fingerprint, split_kind=split_kind,
         labels=None if listing.labels is None else torch.tensor(listing.labels, dtype=torch.long),
         class_names=listing.class_names, subjects=listing.subjects,
         slice_index=None if listing.slice_index is None else torch.tensor(listing.slice_index, dtype=torch.long),

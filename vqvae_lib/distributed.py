@@ -107,6 +107,30 @@ def broadcast_(tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
     return tensor
 
 
+class MainRankFailed(RuntimeError):
+    """Raised on the other ranks when rank 0 failed in ``on_main``; the message is rank 0's."""
+
+
+def on_main(fn):
+    """Run ``fn()`` on rank 0 alone (validation, a checkpoint write), then tell every rank whether it failed:
+    if it raised, rank 0 re-raises its error and every other rank raises ``MainRankFailed`` with the same
+    message at once, instead of waiting in the next collective until the backend's time-out. In a single
+    process this is just ``fn()``."""
+    error = None
+    if is_main():
+        try:
+            fn()
+        except Exception as err:  # noqa: BLE001  (shared with the other ranks, then re-raised)
+            error = err
+    if is_distributed():
+        status = [None if error is None else f"{type(error).__name__}: {error}"]
+        dist.broadcast_object_list(status, src=0)
+        if status[0] is not None and error is None:
+            raise MainRankFailed(f"rank 0 failed, so rank {rank()} stops too: {status[0]}")
+    if error is not None:
+        raise error
+
+
 def wrap(model: torch.nn.Module) -> torch.nn.Module:
     """``model`` in DistributedDataParallel when distributed, else ``model`` itself.
 

@@ -11,15 +11,24 @@ from pathlib import Path
 import torch
 
 from . import distributed
+from .checkpoint import (  # noqa: F401  (load_vqvae and load_prior are part of the pipeline's interface)
+    check_prior_vqvae,
+    checkpoint_fingerprint,
+    describe_prior,
+    load_checkpoint,
+    load_prior,
+    load_vqvae,
+)
 from .codemaps import load_code_maps
 from .config import PixelCNNConfig, Profile, TrainConfig, VQVAEConfig, get_profile
 from .data import SliceDataset, default_eval_split, load_dataset
-from .metrics import ReconstructionEval, evaluate_reconstruction
+from .leakage import LEAKAGE_SSIM, leakage_share
+from .metrics import ReconstructionEval, evaluate_reconstruction, reconstruction_validator
 from .pixelcnn import GatedPixelCNN
 from .prior import prior_loss, prior_validator
-from .train import FitResult, checkpoint_fingerprint, fit, load_checkpoint, reconstruction_validator, vqvae_loss
-from .utils import atomic_write_bytes, get_device, runs_dir
-from .vqvae import VQVAE
+from .train import FitResult, fit
+from .utils import atomic_write_bytes, get_device, runs_dir, set_seed
+from .vqvae import VQVAE, vqvae_loss
 
 VAL_IMAGES = 256  # held-out slices scored at each validation during training
 VAL_CODE_MAPS = 512  # held-out code maps scored at each validation of the prior
@@ -35,30 +44,33 @@ def default_run_dir(profile: Profile, source: str = "default") -> Path:
     return runs_dir() / f"{profile.name}-{source_tag(source)}"
 
 
-def held_out(source: str, image_size: int, split: str | None = None) -> SliceDataset:
-    """The split scores are reported on: ``test`` where the source has one, else the seeded hold-out."""
-    return load_dataset(source, split or default_eval_split(source), image_size)
+def held_out(source: str, image_size: int, split: str | None = None, group_by: str | None = None) -> SliceDataset:
+    """The split scores are reported on: ``test`` (the source's own, by subject, or the seeded 80 / 10 / 10
+    split by file, or by group with ``group_by``: see ``data.load_dataset``)."""
+    return load_dataset(source, split or default_eval_split(source), image_size, group_by=group_by)
 
 
 def train_vqvae(source: str, out_dir: str | Path, model_cfg: VQVAEConfig, train_cfg: TrainConfig,
                 image_size: int, *, device: torch.device | None = None, progress: bool = True,
-                val_images: int = VAL_IMAGES) -> FitResult:
+                val_images: int = VAL_IMAGES, extend: bool = False) -> FitResult:
     """Train (or resume, or just load when finished) ``out_dir/vqvae.pt``; history goes to history.json.
 
-    Validation uses the source's ``validate`` split (its seeded hold-out when it has no splits).
+    Validation uses the source's ``validate`` split. The generators are seeded with ``train_cfg.seed`` before
+    the model is built, so one seed gives one set of initial weights. ``extend``: see ``train.fit``.
     """
     device = device or get_device()
     with distributed.main_first():  # under torchrun, rank 0 builds the data cache, the others read it
         train_set = load_dataset(source, "train", image_size)
         val_set = load_dataset(source, "validate", image_size)
     out_dir = Path(out_dir)
+    set_seed(train_cfg.seed)
     model = VQVAE(model_cfg).to(device)
     model.image_size = image_size
     meta = {"kind": "vqvae", "config": model_cfg.to_dict(), "image_size": image_size,
             "source": str(train_set.source), "layout": train_set.layout}
     result = fit(model, train_set.images, vqvae_loss, train_cfg, checkpoint=out_dir / "vqvae.pt",
                  validate=reconstruction_validator(val_set.images[:val_images]), meta=meta,
-                 fingerprint=train_set.fingerprint, progress=progress)
+                 fingerprint=train_set.fingerprint, progress=progress, extend=extend)
     write_history(out_dir / "history.json", result, "images_per_second", train_cfg.batch_size)
     return result
 
@@ -76,17 +88,6 @@ def throughput(result: FitResult, batch_size: int) -> float:
     """Training examples per second of training time, over all processes (``batch_size`` is per process)."""
     seen = result.step * batch_size * distributed.world_size()
     return seen / result.train_seconds if result.train_seconds > 0 else 0.0
-
-
-def load_vqvae(path: str | Path, device: torch.device | None = None) -> VQVAE:
-    """A trained VQ-VAE from its checkpoint, in eval mode (``torch.load(weights_only=True)``)."""
-    ckpt = load_checkpoint(path, map_location=device or get_device())
-    if ckpt.get("meta", {}).get("kind") != "vqvae":
-        raise ValueError(f"{path} is not a VQ-VAE checkpoint (kind={ckpt.get('meta', {}).get('kind')!r})")
-    model = VQVAE(VQVAEConfig(**ckpt["meta"]["config"])).to(device or get_device())
-    model.load_state_dict(ckpt["model"])
-    model.image_size = int(ckpt["meta"]["image_size"])
-    return model.eval()
 
 
 def load_or_train_vqvae(profile: Profile | str | None = None, source: str = "default", *,
@@ -111,11 +112,31 @@ def load_or_train_variant(profile: Profile | str | None, source: str, name: str,
 
 
 def evaluate_vqvae(model: VQVAE, source: str, split: str | None = None, image_size: int | None = None,
-                   limit: int | None = None) -> ReconstructionEval:
-    """Per-image SSIM / PSNR / MSE and code usage of ``model`` on a split (default: the held-out one)."""
+                   limit: int | None = None, group_by: str | None = None) -> ReconstructionEval:
+    """Per-image SSIM (whole image and brain only) / PSNR / MSE and code usage of ``model`` on a split
+    (default: the held-out one); the brain is the split's tissue mask where it has one."""
+    dataset = held_out(source, image_size or _image_size_of(model), split, group_by)
+    return _evaluate_on(model, dataset, limit)
+
+
+def _evaluate_on(model: VQVAE, dataset: SliceDataset, limit: int | None) -> ReconstructionEval:
+    """Score the first ``limit`` slices of ``dataset`` (all when ``limit`` is None or 0)."""
+    masks = None if dataset.masks is None else dataset.masks[:limit or None]   # (N, S, S)
+    return evaluate_reconstruction(model, dataset.images[:limit or None], masks=masks)
+
+
+def evaluation_report(model: VQVAE, source: str, split: str | None = None, image_size: int | None = None,
+                      limit: int | None = None, group_by: str | None = None) -> dict:
+    """What ``evaluate`` prints: :func:`evaluate_vqvae`'s summary, the split scored, how it was made
+    (``split_kind``) and ``leakage_share_ssim_0.9``: the share of its slices whose most similar slice of the
+    train split has SSIM above 0.9 (``leakage.leakage_share``; 1 when the split scored is ``train`` itself)."""
     size = image_size or _image_size_of(model)
-    images = held_out(source, size, split).images
-    return evaluate_reconstruction(model, images[:limit] if limit else images)
+    dataset = held_out(source, size, split, group_by)
+    summary = _evaluate_on(model, dataset, limit).summary()
+    train = load_dataset(source, "train", size, group_by=group_by)
+    leaked = leakage_share(dataset.images[:limit or None], train.images, LEAKAGE_SSIM)
+    return {**summary, "split": dataset.split, "split_kind": dataset.split_kind,
+            f"leakage_share_ssim_{LEAKAGE_SSIM}": leaked}
 
 
 def _image_size_of(model: VQVAE) -> int:
@@ -133,26 +154,9 @@ def with_minutes(cfg: TrainConfig, minutes: float | None, steps: int | None) -> 
                    steps=steps if steps is not None else cfg.steps)
 
 
-def _check_prior_vqvae(prior_meta: dict, prior_path: Path, vqvae_path: Path, vqvae_fingerprint: str) -> None:
-    """Refuse a prior trained on the codes of another VQ-VAE checkpoint: its codes mean other things."""
-    if prior_meta.get("vqvae_fingerprint") != vqvae_fingerprint:
-        raise ValueError(
-            f"the prior {prior_path} was trained on the codes of the VQ-VAE checkpoint "
-            f"{prior_meta.get('vqvae_path')} (fingerprint {prior_meta.get('vqvae_fingerprint')!r}), but "
-            f"{vqvae_path} has fingerprint {vqvae_fingerprint!r} (retrained or resumed since?); its codes mean "
-            f"other things: delete {prior_path} to train a new prior, or pass the VQ-VAE it was trained with")
-
-
-def _describe_prior(model: GatedPixelCNN, meta: dict) -> GatedPixelCNN:
-    """Attach what sampling needs: the code map shape, the label names, the VQ-VAE it belongs to."""
-    model.latent_shape = tuple(meta["latent_shape"])
-    model.label_names, model.label_kind = list(meta["label_names"]), meta["label_kind"]
-    model.vqvae_fingerprint = meta["vqvae_fingerprint"]
-    return model
-
-
 def train_prior(vqvae_path: str | Path, source: str, out_dir: str | Path, model_cfg: PixelCNNConfig,
-                train_cfg: TrainConfig, *, device: torch.device | None = None, progress: bool = True) -> FitResult:
+                train_cfg: TrainConfig, *, device: torch.device | None = None, progress: bool = True,
+                extend: bool = False) -> FitResult:
     """Train (or resume, or just load when finished) ``out_dir/prior.pt``: a gated PixelCNN on the code maps
     of ``source``'s train split under the VQ-VAE ``vqvae_path``, conditional on their labels when
     ``model_cfg.conditional`` and the source has labels. Validation: bits per code on the validate split.
@@ -162,38 +166,25 @@ def train_prior(vqvae_path: str | Path, source: str, out_dir: str | Path, model_
     vqvae_path, out_dir = Path(vqvae_path), Path(out_dir)
     path, vqvae_fingerprint = out_dir / "prior.pt", checkpoint_fingerprint(vqvae_path)
     if path.exists():
-        _check_prior_vqvae(load_checkpoint(path, map_location="cpu")["meta"], path, vqvae_path, vqvae_fingerprint)
+        check_prior_vqvae(load_checkpoint(path, map_location="cpu")["meta"], path, vqvae_path, vqvae_fingerprint)
     with distributed.main_first():  # under torchrun, rank 0 encodes and caches the code maps, the others read them
         train_maps = load_code_maps(vqvae_path, source, "train", n_buckets=model_cfg.depth_buckets, device=device)
         val_maps = load_code_maps(vqvae_path, source, "validate", n_buckets=model_cfg.depth_buckets, device=device)
-    cfg = replace(model_cfg, codebook_size=train_maps.codebook_size,
+    cfg = replace(model_cfg, codebook_size=train_maps.codebook_size, height=train_maps.shape[0],
+                  width=train_maps.shape[1],
                   n_labels=train_maps.n_labels if model_cfg.conditional else 0)
     meta = {"kind": "prior", "config": cfg.to_dict(), "vqvae_fingerprint": vqvae_fingerprint,
             "vqvae_path": str(vqvae_path), "source": str(source), "latent_shape": list(train_maps.shape),
             "label_names": train_maps.label_names if cfg.n_labels else [],
             "label_kind": train_maps.label_kind if cfg.n_labels else "none"}
     val_labels = val_maps.labels[:VAL_CODE_MAPS] if cfg.n_labels else None
-    result = fit(_describe_prior(GatedPixelCNN(cfg).to(device), meta), train_maps.indices, prior_loss, train_cfg,
+    set_seed(train_cfg.seed)  # before the model is built: one seed, one set of initial weights
+    result = fit(describe_prior(GatedPixelCNN(cfg).to(device), meta), train_maps.indices, prior_loss, train_cfg,
                  labels=train_maps.labels if cfg.n_labels else None, checkpoint=path,
                  validate=prior_validator(val_maps.indices[:VAL_CODE_MAPS], val_labels), meta=meta,
-                 fingerprint=train_maps.key, progress=progress)
+                 fingerprint=train_maps.key, progress=progress, extend=extend)
     write_history(out_dir / "prior_history.json", result, "maps_per_second", train_cfg.batch_size)
     return result
-
-
-def load_prior(path: str | Path, device: torch.device | None = None,
-               vqvae_path: str | Path | None = None) -> GatedPixelCNN:
-    """A trained prior from its checkpoint, in eval mode, with ``latent_shape``, ``label_names`` and
-    ``label_kind``. Given ``vqvae_path``, refuses a prior trained on the codes of another checkpoint."""
-    ckpt = load_checkpoint(path, map_location=device or get_device())
-    meta = ckpt.get("meta", {})
-    if meta.get("kind") != "prior":
-        raise ValueError(f"{path} is not a PixelCNN prior checkpoint (kind={meta.get('kind')!r})")
-    if vqvae_path is not None:
-        _check_prior_vqvae(meta, Path(path), Path(vqvae_path), checkpoint_fingerprint(vqvae_path))
-    model = GatedPixelCNN(PixelCNNConfig(**meta["config"])).to(device or get_device())
-    model.load_state_dict(ckpt["model"])
-    return _describe_prior(model, meta).eval()
 
 
 def load_or_train_prior(profile: Profile | str | None = None, source: str = "default", *,

@@ -14,6 +14,12 @@ order (the rows above, then the columns to the left in row i) and, optionally, a
   tanh(a) * sigmoid(b), residual connections on the horizontal stack, and an optional label bias
   (``nn.Embedding(n_labels, 2C)``) added before every gate.
 
+Position (``PixelCNNConfig.position``): convolutions are translation-equivariant, and a causal model never
+sees the rows below it, so without help it cannot tell the last rows of the map from the middle ones (the
+image border has codes of its own, and samples then grow tissue along the bottom edge). Each gated layer
+therefore adds a learned bias per row and per column, (2C, h, 1) + (2C, 1, w), before its gates, as the
+label bias is added: position is not data, so causality is untouched. They start at zero.
+
 The gated model uses the shift trick instead of masks (the same function, without multiplying half of
 every kernel by zero). With p = k // 2:
 - vertical: (p + 1) x k convolutions see the current row and the p rows above. The first layer reads
@@ -72,6 +78,18 @@ class GatedLayer(nn.Module):
         self.v_to_h = nn.Conv2d(2 * C, 2 * C, 1)
         self.h_out = nn.Conv2d(C, C, 1)
         self.label_bias = nn.Embedding(cfg.n_labels, 2 * C) if cfg.n_labels else None
+        positioned = cfg.position and cfg.height > 0 and cfg.width > 0
+        self.row_bias = nn.Parameter(torch.zeros(2 * C, cfg.height, 1)) if positioned else None
+        self.col_bias = nn.Parameter(torch.zeros(2 * C, 1, cfg.width)) if positioned else None
+
+    def position_bias(self, rows: slice, width: int) -> torch.Tensor | float:
+        """The position biases of ``rows`` of a map ``width`` wide, (1, 2C, n, w); 0 without position."""
+        if self.row_bias is None:
+            return 0.0
+        if width != self.col_bias.shape[-1] or (rows.stop or 0) > self.row_bias.shape[1]:
+            raise ValueError(f"this prior was built for {tuple(self.row_bias.shape[1:2]) + (self.col_bias.shape[-1],)} "
+                             f"code maps (its position biases), got rows {rows.start}:{rows.stop} of width {width}")
+        return (self.row_bias[:, rows] + self.col_bias)[None]
 
     def bias(self, labels: torch.Tensor | None) -> torch.Tensor | float:
         """The label's bias before the gates, (B, 2C, 1, 1); 0 for an unconditional layer."""
@@ -97,7 +115,8 @@ class GatedLayer(nn.Module):
     def forward(self, v: torch.Tensor, h: torch.Tensor, labels: torch.Tensor | None = None):
         if self.mask == "A":
             v, h = down_shift(v), right_shift(h)
-        v, link = self.vertical(F.pad(v, (0, 0, self.pad, 0)), self.bias(labels))  # (B, C, H, W), (B, 2C, H, W)
+        bias = self.bias(labels) + self.position_bias(slice(0, v.shape[2]), v.shape[3])  # (B | 1, 2C, H | 1, W | 1)
+        v, link = self.vertical(F.pad(v, (0, 0, self.pad, 0)), bias)                   # (B, C, H, W), (B, 2C, H, W)
         h = self.horizontal(F.pad(h, (self.pad, 0, 0, 0)), link)                     # (B, C, H, W)
         return v, h
 
@@ -108,15 +127,14 @@ def output_head(cfg: PixelCNNConfig) -> nn.Sequential:
                          nn.Conv2d(cfg.channels, cfg.codebook_size, 1))
 
 
-class GatedPixelCNN(nn.Module):
-    """Code maps (B, h, w) long, labels (B,) or None -> logits (B, K, h, w) (see module docstring)."""
+class CodePrior(nn.Module):
+    """What both PixelCNNs share: a code embedding, ``embed`` and ``forward``; a subclass defines
+    ``logits_from_embeddings(x (B, C, h, w), labels) -> (B, K, h, w)``."""
 
     def __init__(self, cfg: PixelCNNConfig):
         super().__init__()
         self.config = cfg
         self.embedding = nn.Embedding(cfg.codebook_size, cfg.channels)
-        self.layers = nn.ModuleList([GatedLayer(cfg, "A" if i == 0 else "B") for i in range(cfg.n_layers)])
-        self.head = output_head(cfg)
 
     def embed(self, codes: torch.Tensor) -> torch.Tensor:
         """(B, h, w) long -> (B, C, h, w)"""
@@ -124,14 +142,26 @@ class GatedPixelCNN(nn.Module):
         return self.embedding(codes).permute(0, 3, 1, 2)
 
     def logits_from_embeddings(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, codes: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.logits_from_embeddings(self.embed(codes), labels)
+
+
+class GatedPixelCNN(CodePrior):
+    """Code maps (B, h, w) long, labels (B,) or None -> logits (B, K, h, w) (see module docstring)."""
+
+    def __init__(self, cfg: PixelCNNConfig):
+        super().__init__(cfg)
+        self.layers = nn.ModuleList([GatedLayer(cfg, "A" if i == 0 else "B") for i in range(cfg.n_layers)])
+        self.head = output_head(cfg)
+
+    def logits_from_embeddings(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """(B, C, h, w) -> (B, K, h, w); ``receptive_field`` differentiates through this."""
         v = h = x
         for layer in self.layers:
             v, h = layer(v, h, labels)
         return self.head(h)
-
-    def forward(self, codes: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        return self.logits_from_embeddings(self.embed(codes), labels)
 
 
 class MaskedConv2d(nn.Conv2d):
@@ -156,22 +186,15 @@ class MaskedConv2d(nn.Conv2d):
         return f"{super().extra_repr()}, mask_type={self.mask_type}"
 
 
-class MaskedPixelCNN(nn.Module):
+class MaskedPixelCNN(CodePrior):
     """The plain PixelCNN, unconditional: a mask-A conv, then residual ReLU + mask-B convs.
     Code maps (B, h, w) long -> logits (B, K, h, w). Shows the blind spot; use ``GatedPixelCNN`` otherwise."""
 
     def __init__(self, cfg: PixelCNNConfig):
-        super().__init__()
-        self.config = cfg
+        super().__init__(cfg)
         C, k = cfg.channels, cfg.kernel_size
-        self.embedding = nn.Embedding(cfg.codebook_size, C)
         self.convs = nn.ModuleList([MaskedConv2d(C, C, k, "A" if i == 0 else "B") for i in range(cfg.n_layers)])
         self.head = output_head(cfg)
-
-    def embed(self, codes: torch.Tensor) -> torch.Tensor:
-        """(B, h, w) long -> (B, C, h, w)"""
-        check_codes(codes, self.config.codebook_size)
-        return self.embedding(codes).permute(0, 3, 1, 2)
 
     def logits_from_embeddings(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """(B, C, h, w) -> (B, K, h, w)"""
@@ -181,9 +204,6 @@ class MaskedPixelCNN(nn.Module):
         for conv in self.convs[1:]:
             h = h + conv(F.relu(h))
         return self.head(h)
-
-    def forward(self, codes: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        return self.logits_from_embeddings(self.embed(codes), labels)
 
 
 def receptive_field(model: nn.Module, position: tuple[int, int], shape: tuple[int, int],

@@ -18,6 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .metrics import bits_per_code, code_usage
+from .utils import evaluating
 
 
 def prior_loss(model: nn.Module, batch: torch.Tensor, labels: torch.Tensor | None = None):
@@ -41,17 +42,13 @@ def evaluate_prior(model: nn.Module, maps: torch.Tensor, labels: torch.Tensor | 
     Pass ``labels`` (N,) to a conditional model. Runs in eval mode; the mode is restored afterwards.
     """
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     total = 0.0
-    try:
+    with evaluating(model):
         for s in range(0, len(maps), batch_size):
             batch = maps[s:s + batch_size].to(device)                               # (B, h, w)
             batch_labels = None if labels is None else labels[s:s + batch_size].to(device)
             logits = model(batch, batch_labels)                                     # (B, K, h, w)
             total += float(F.cross_entropy(logits.double(), batch, reduction="sum"))
-    finally:
-        model.train(was_training)
     return bits(total / maps.numel(), tuple(maps.shape[-2:]))
 
 

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from .config import VQVAEConfig
 from .distributed import all_reduce_sum_, broadcast_
+from .metrics import histogram_perplexity
 
 INITS = ("random", "data", "kmeans")
 
@@ -81,12 +82,6 @@ def kmeans(x: torch.Tensor, k: int, iters: int = 10) -> torch.Tensor:
         sums = torch.zeros_like(centroids).index_add_(0, assign, x)  # (k, D)
         centroids = torch.where(counts > 0, sums / counts.clamp(min=1), centroids)
     return centroids
-
-
-def perplexity(counts: torch.Tensor) -> torch.Tensor:
-    """exp(entropy) of a code histogram (K,): 1 when one code is used, K when all are used equally."""
-    p = counts.float() / counts.sum()
-    return torch.exp(-(p * torch.log(p.clamp(min=1e-10))).sum())
 
 
 class VectorQuantizer(nn.Module):
@@ -156,18 +151,23 @@ class VectorQuantizer(nn.Module):
             loss=loss,
             codebook_loss=codebook_loss,
             commitment_loss=commitment_loss,
-            perplexity=perplexity(counts),
+            perplexity=histogram_perplexity(counts),
             active_codes=int((counts > 0).sum()),
         )
 
-    @torch.no_grad()
-    @fp32
     def nearest(self, z_e: torch.Tensor) -> torch.Tensor:
         """Index of the nearest code for every position: (B, D, h, w) -> (B, h, w). No side effects."""
+        return self.nearest_with_distances(z_e)[0]
+
+    @torch.no_grad()
+    @fp32
+    def nearest_with_distances(self, z_e: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The nearest code for every position and its squared distance: (B, D, h, w) -> ((B, h, w) long,
+        (B, h, w) float32). No side effects."""
         self._check(z_e)
         B, _, h, w = z_e.shape
-        distances = squared_distances(flatten(z_e), self.embeddings)  # (B*h*w, K)
-        return distances.min(1).indices.view(B, h, w)  # the argmin (min(1) is faster on CPU)
+        best = squared_distances(flatten(z_e), self.embeddings).min(1)  # over (B*h*w, K): min is faster on CPU
+        return best.indices.view(B, h, w), best.values.clamp(min=0).view(B, h, w)
 
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
         """Codes of an index map: (B, h, w) -> (B, D, h, w)."""

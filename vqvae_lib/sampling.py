@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 
 from .pixelcnn import GatedPixelCNN
+from .utils import evaluating
 
 
 def distribution(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None) -> torch.Tensor:
@@ -78,8 +79,10 @@ def vertical_row(model: GatedPixelCNN, v_in: list[torch.Tensor], i: int, biases)
     vertical output on row i into the next layer's input."""
     p = model.config.kernel_size // 2
     links = []
+    width = v_in[0].shape[-1]
     for l, layer in enumerate(model.layers):
-        v, link = layer.vertical(v_in[l][:, :, i:i + p + 1], biases[l])      # (n, C, 1, W), (n, 2C, 1, W)
+        bias = biases[l] + layer.position_bias(slice(i, i + 1), width)        # (n | 1, 2C, 1, W | 1)
+        v, link = layer.vertical(v_in[l][:, :, i:i + p + 1], bias)           # (n, C, 1, W), (n, 2C, 1, W)
         links.append(link)
         if l + 1 < len(v_in):
             v_in[l + 1][:, :, i + p] = v[:, :, 0]
@@ -141,16 +144,12 @@ def sample(model: nn.Module, n: int, shape: tuple[int, int] | None = None, *, la
     if not naive and not isinstance(model, GatedPixelCNN):
         raise ValueError(f"the fast sampler needs a GatedPixelCNN, got {type(model).__name__}: pass naive=True")
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     codes = _start(n, shape, prompt, keep_rows, device)
     u = uniforms(n, shape, seed).to(device)
     loop = naive_loop if naive else fast_loop
-    try:
+    with evaluating(model):
         loop(model, codes, _labels(labels, n, device), u, keep_rows,
              lambda logits, uu: choose(logits, uu, temperature, top_k))
-    finally:
-        model.train(was_training)
     return codes
 
 

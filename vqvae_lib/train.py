@@ -1,33 +1,46 @@
 """One step-based training loop for the VQ-VAE and the PixelCNN prior: schedule, checkpoints, resume.
 
 ``fit`` draws batches ``data[idx]`` from epoch-wise permutations of a dedicated generator, takes AdamW
-steps with warmup + cosine decay and gradient clipping, and stops after ``cfg.steps`` steps or
-``cfg.minutes`` of training time. It writes a checkpoint every ``cfg.checkpoint_every`` steps and at the
-end; given an existing checkpoint it resumes exactly where that one stopped: an interrupted run that is
-resumed produces the same weights as an uninterrupted one, bit for bit (on the same device, and without
-``cfg.minutes``, whose schedule follows the clock).
+steps with warmup + cosine decay and gradient clipping, and stops after a step count fixed before the first
+step. It writes a checkpoint every ``cfg.checkpoint_every`` steps and at the end; given an existing checkpoint
+it resumes exactly where that one stopped: an interrupted run that is resumed produces the same weights as an
+uninterrupted one, bit for bit (on the same device).
 
-Time accounting: only the training steps (forward, backward, clipping, optimizer step) count towards
-``cfg.minutes``; data loading, start-up, validation and checkpoint writes do not.
+Budgets: ``cfg.steps``, or a time budget ``cfg.minutes`` (or both: whichever allows fewer steps). A time
+budget is turned into a step count once, at the start: a short timing probe (``plan_steps``: a few steps on a
+throwaway copy of the model, every random state restored afterwards) measures the seconds per step here, and
+the planned count is stored in the checkpoint. The learning rate follows the steps, never the clock, so a run
+is reproducible: rerunning with ``steps=`` the planned count gives the same weights bit for bit. The clock
+stays only as a safety stop (``SAFETY_FACTOR`` times the budget; ``stopped == "clock"``). Only the training
+steps (forward, backward, clipping, optimizer step) count as training time; data loading, start-up,
+validation and checkpoint writes do not.
 
-Divergence: a non-finite loss or gradient norm, or a loss above ``DIVERGENCE_FACTOR`` times the median
-loss of the first ``DIVERGENCE_WINDOW`` steps, stops training with ``TrainingDiverged`` before the
-update is applied; the last checkpoint on disk is left as it was.
+Resume refuses what it cannot honour: a checkpoint of other data (fingerprint), of another model or with
+other training settings stops with an error naming each differing field and its two values. Only a finished
+run's budget may grow, and only when asked (``extend=True``, the CLI's ``--extend``).
+
+Divergence: a non-finite loss or gradient norm, or a loss above ``DIVERGENCE_FACTOR`` times the median loss
+of the first ``DIVERGENCE_WINDOW`` steps, stops training with ``TrainingDiverged`` before the update is
+applied: the weights are untouched and the model's buffers (a VQ-VAE's codebook and EMA statistics, which its
+forward pass updates) are restored to their values before the step; the last checkpoint on disk is left as
+it was.
 
 Under ``torchrun`` (see ``distributed.py``) the same loop runs data-parallel: every rank draws its own
 share of each epoch (``DistributedSampler``), gradients are averaged by ``DistributedDataParallel``, the
-logged loss is the mean over ranks, and the training clock is rank 0's, so every rank takes the same
+logged loss is the mean over ranks, the planned step count is rank 0's, so every rank takes the same
 learning rate and stops at the same step. Rank 0 alone validates, shows progress and writes checkpoints;
-every rank resumes from the same checkpoint. ``cfg.batch_size`` is per process.
+if that fails there, every rank stops with the same error at once (``distributed.on_main``). Every rank
+resumes from the same checkpoint. ``cfg.batch_size`` is per process.
 
 Speed options (``TrainConfig``): ``precision`` (bf16 autocast; the quantizer stays fp32),
 ``channels_last`` and ``compile``; ``benchmarks/throughput.py`` measures them.
 """
 from __future__ import annotations
 
-import hashlib
+import copy
 import math
 import random
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,12 +53,22 @@ from torch.utils.data import DistributedSampler
 from tqdm.auto import tqdm
 
 from . import distributed
+from .checkpoint import (
+    BUDGET_FIELDS,
+    CHECKPOINT_FORMAT,  # noqa: F401  (re-exported: older code imports it from here)
+    budget_of,
+    checkpoint_fingerprint,  # noqa: F401
+    load_checkpoint,
+    run_differences,
+    save_checkpoint,
+)
 from .config import TrainConfig
-from .metrics import evaluate_reconstruction
-from .utils import atomic_torch_save, set_seed
+from .utils import set_seed
 
 LossFn = Callable[[nn.Module, Tensor, Tensor | None], tuple[Tensor, dict]]  # (model, batch, labels)
-CHECKPOINT_FORMAT = "vqvae_lib.checkpoint.v1"
+PROBE_STEPS = 12           # a time budget's timing probe: this many timed steps ...
+PROBE_WARMUP = 3           # ... after this many untimed ones (allocation, codebook initialisation)
+SAFETY_FACTOR = 1.5        # the clock stops a planned run that takes this many times its time budget
 DIVERGENCE_WINDOW = 20     # the first steps whose median loss is the reference ...
 DIVERGENCE_FACTOR = 1e3    # ... that a later loss may not exceed by this factor
 RESERVED = ("step", "loss", "lr", "seconds")
@@ -61,9 +84,10 @@ class FitResult:
     history: dict[str, list]   # step, loss, lr, seconds, each loss_fn metric; val_step, val_<name>
     step: int                  # optimizer steps taken in total (including those before a resume)
     train_seconds: float       # training time in total (including before a resume)
-    stopped: str               # "steps" | "minutes"
+    stopped: str               # "steps" | "minutes" (the steps planned from the time budget) | "clock" (safety stop)
     checkpoint: Path | None
     start_step: int = 0        # the step this call started from (the checkpoint's step on resume)
+    planned_steps: int = 0     # the step count the run was planned for (cfg.steps, or from the time budget)
 
 
 def learning_rate(cfg: TrainConfig, step: int, progress: float | None = None) -> float:
@@ -140,25 +164,6 @@ def _set_rng_state(state: dict) -> None:
     random.setstate((version, tuple(internal), gauss_next))
 
 
-def load_checkpoint(path, map_location=None) -> dict:
-    """Read a checkpoint written by ``fit`` (with ``weights_only=True``); clear errors otherwise."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:
-        raise ValueError(f"{path} is not a vqvae_lib checkpoint (torch.load failed: {err})") from err
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a vqvae_lib checkpoint (no format tag {CHECKPOINT_FORMAT!r})")
-    return ckpt
-
-
-def checkpoint_fingerprint(path) -> str:
-    """A short sha256 of the checkpoint file's bytes: a key for caches derived from it."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
-
-
 def _all_finite(model: nn.Module) -> bool:
     tensors = [*model.parameters(), *model.buffers()]
     return all(bool(torch.isfinite(t).all()) for t in tensors if t.is_floating_point())
@@ -230,8 +235,10 @@ class _Run:
     meta: dict
     step: int = 0
     seconds: float = 0.0
+    planned: int = 0           # the step count this run trains to
     history: dict = field(default_factory=dict)
     saved_step: int | None = None
+    validated_step: int | None = None   # known on every rank (the scores live in rank 0's history)
 
     def __post_init__(self):
         self.params = [p for p in self.model.parameters() if p.requires_grad]
@@ -250,17 +257,14 @@ class _Run:
         self.net.train()
 
     def stop_reason(self) -> str | None:
-        if self.step >= self.cfg.steps:
-            return "steps"
-        if self.cfg.minutes is not None and self.seconds >= self.cfg.minutes * 60:
-            return "minutes"
+        if self.step >= self.planned:
+            return "minutes" if self.cfg.minutes is not None and self.planned < self.cfg.steps else "steps"
+        if self.cfg.minutes is not None and self.seconds >= SAFETY_FACTOR * self.cfg.minutes * 60:
+            return "clock"
         return None
 
     def lr(self) -> float:
-        progress = self.step / self.cfg.steps
-        if self.cfg.minutes is not None:  # a time-budgeted run anneals by whichever comes first
-            progress = max(progress, self.seconds / (self.cfg.minutes * 60))
-        return learning_rate(self.cfg, self.step, progress)
+        return learning_rate(self.cfg, self.step, self.step / self.planned)
 
     def kept(self) -> str:
         if self.path is None:
@@ -271,9 +275,10 @@ class _Run:
 
     def train_step(self, loss_fn: LossFn, batch: Tensor, labels: Tensor | None, lr: float):
         """One AdamW step -> (loss, metrics), both averaged over ranks; raises TrainingDiverged before a
-        bad update (on every rank alike)."""
+        bad update (on every rank alike), with the model's buffers as they were before the step."""
         if self.cfg.channels_last and batch.ndim == 4:
             batch = batch.contiguous(memory_format=torch.channels_last)
+        buffers = _snapshot_buffers(self.model)
         with torch.autocast(self.device.type, dtype=self.dtype or torch.bfloat16, enabled=self.dtype is not None):
             loss, metrics = loss_fn(self.net, batch, labels)
         values = _mean_over_ranks([_scalar(loss), *(_scalar(v) for v in metrics.values())], self.device)
@@ -281,6 +286,7 @@ class _Run:
         if clash := set(metrics) & set(RESERVED):
             raise ValueError(f"loss_fn metrics may not be named {sorted(clash)}: history uses them")
         if (reason := _divergence(value, self.history)) is not None:
+            _restore_buffers(buffers)
             raise TrainingDiverged(f"training diverged at step {self.step + 1}: loss {value:.6g} ({reason}); "
                                    f"{self.kept()}")
         self.optimizer.zero_grad(set_to_none=True)
@@ -288,6 +294,7 @@ class _Run:
         max_norm = self.cfg.grad_clip if self.cfg.grad_clip > 0 else math.inf
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, max_norm))
         if not math.isfinite(grad_norm):
+            _restore_buffers(buffers)
             raise TrainingDiverged(f"training diverged at step {self.step + 1}: loss {value:.6g}, gradient "
                                    f"norm {grad_norm} is not finite; {self.kept()}")
         for group in self.optimizer.param_groups:
@@ -296,34 +303,41 @@ class _Run:
         return value, metrics
 
     def validate(self, validate: Callable[[nn.Module], dict]) -> None:
-        """Score the model (rank 0 alone: the other ranks go on to the next step and wait for it there)."""
-        if distributed.is_main():
+        """Score the model on rank 0; if that fails, every rank raises the same error (``on_main``)."""
+        def score():
             scores = {f"val_{name}": float(v) for name, v in validate(self.model).items()}
             _record(self.history, {"val_step": self.step, **scores})
+        distributed.on_main(score)
+        self.validated_step = self.step
         self.net.train()
 
     def save(self) -> None:
-        """Write the checkpoint atomically (rank 0 alone; the weights are the same on every rank)."""
-        if not distributed.is_main():
-            self.saved_step = self.step
-            return
-        if not _all_finite(self.model):
-            raise TrainingDiverged(f"non-finite weights at step {self.step}; {self.kept()}")
-        atomic_torch_save({
-            "format": CHECKPOINT_FORMAT, "meta": self.meta, "train_config": self.cfg.to_dict(),
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "step": self.step,
-            "train_seconds": self.seconds, "history": self.history, "sampler": self.sampler.state_dict(),
-            "rng": _rng_state(), "fingerprint": self.fingerprint,
-        }, self.path)
+        """Write the checkpoint atomically on rank 0 (the weights are the same on every rank); if that fails
+        there (non-finite weights, a full disk), every rank raises the same error at once."""
+        def write():
+            if not _all_finite(self.model):
+                raise TrainingDiverged(f"non-finite weights at step {self.step}; {self.kept()}")
+            save_checkpoint({
+                "meta": self.meta, "train_config": self.cfg.to_dict(), "planned_steps": self.planned,
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "step": self.step,
+                "train_seconds": self.seconds, "history": self.history, "sampler": self.sampler.state_dict(),
+                "rng": _rng_state(), "fingerprint": self.fingerprint,
+            }, self.path)
+        distributed.on_main(write)
         self.saved_step = self.step
 
-    def resume(self, device: torch.device) -> None:
-        """Restore everything ``save`` wrote; refuse a checkpoint of other data or another model."""
+    def resume(self, device: torch.device, extend: bool) -> bool:
+        """Restore everything ``save`` wrote; refuse a checkpoint of other data, another model or other
+        settings. Returns True when the budget was extended (the step count must be planned again)."""
         ckpt = load_checkpoint(self.path, map_location=device)
         if ckpt["fingerprint"] != self.fingerprint:
             raise ValueError(f"checkpoint {self.path} was trained on data with fingerprint "
                              f"{ckpt['fingerprint']!r}, but this run's data has fingerprint "
                              f"{self.fingerprint!r}; delete the checkpoint or choose another path")
+        if problems := run_differences(ckpt, self.meta, self.cfg.to_dict()):
+            raise ValueError(f"checkpoint {self.path} was trained with other settings than this run asks for "
+                             f"({'; '.join(problems)}); use the same settings to resume it, or delete it / choose "
+                             f"another output folder to train anew")
         try:
             self.model.load_state_dict(ckpt["model"])
         except RuntimeError as err:
@@ -331,13 +345,51 @@ class _Run:
         self.optimizer.load_state_dict(ckpt["optimizer"])
         _set_rng_state(ckpt["rng"])
         self.step, self.seconds = int(ckpt["step"]), float(ckpt["train_seconds"])
-        if self.stop_reason() is None:  # a finished run draws no more batches (and may predate this sampler)
+        self.history = {name: list(values) for name, values in ckpt["history"].items()}
+        self.saved_step = self.step
+        self.validated_step = self.history.get("val_step", [None])[-1]
+        self.planned = _planned_steps(ckpt, self.path)
+        extended = self._budget_changed(ckpt["train_config"], extend)
+        if self.step < self.planned or extended:  # a finished run draws no more batches
             try:
                 self.sampler.load_state_dict(ckpt["sampler"])
             except ValueError as err:
                 raise ValueError(f"checkpoint {self.path} cannot be resumed: {err}; delete it to train again") from err
-        self.history = {name: list(values) for name, values in ckpt["history"].items()}
-        self.saved_step = self.step
+        return extended
+
+    def _budget_changed(self, stored: dict, extend: bool) -> bool:
+        """False when the budget asked for is the checkpoint's; True when a finished run may be extended;
+        otherwise an error that says what to do."""
+        requested = self.cfg.to_dict()
+        if all(stored.get(n) == requested[n] for n in BUDGET_FIELDS):
+            return False
+        where = (f"checkpoint {self.path} was trained with the budget {budget_of(stored)}, this run asks for "
+                 f"{budget_of(requested)}")
+        if not extend:
+            raise ValueError(f"{where}: pass --extend (extend=True) to train the finished run on to the new "
+                             f"budget, or choose another output folder to train anew")
+        if self.step < self.planned:
+            raise ValueError(f"{where}, but it stopped at step {self.step} of {self.planned}: finish it with its "
+                             f"own budget first, then extend it")
+        return True
+
+
+def _planned_steps(ckpt: dict, path: Path) -> int:
+    if "planned_steps" in ckpt:
+        return int(ckpt["planned_steps"])
+    raise ValueError(f"checkpoint {path} was written by an older vqvae_lib (no planned step count); delete it "
+                     "to train again")
+
+
+def _snapshot_buffers(model: nn.Module) -> list[tuple[Tensor, Tensor]]:
+    """(buffer, copy) for every floating-point buffer: a VQ-VAE's codebook and EMA statistics (small)."""
+    return [(b, b.detach().clone()) for b in model.buffers() if b.is_floating_point()]
+
+
+def _restore_buffers(snapshot: list[tuple[Tensor, Tensor]]) -> None:
+    with torch.no_grad():
+        for buffer, saved in snapshot:
+            buffer.copy_(saved)
 
 
 def _next_batch(sampler: BatchSampler, data: Tensor, labels: Tensor | None, device):
@@ -348,16 +400,66 @@ def _next_batch(sampler: BatchSampler, data: Tensor, labels: Tensor | None, devi
     return batch, labels[idx.to(labels.device)].to(device)
 
 
+def plan_steps(run: _Run, loss_fn: LossFn, data: Tensor, labels: Tensor | None, seconds: float) -> int:
+    """How many steps of this run fit in ``seconds`` of training time, at least 1.
+
+    The timing probe: ``PROBE_WARMUP`` + ``PROBE_STEPS`` steps of a throwaway copy of the model (wrapped and
+    laid out as the run's, not compiled) with its own optimizer and its own batches; only the last
+    ``PROBE_STEPS`` are timed. Every random state is restored afterwards, so the run itself is the run that
+    ``steps=`` the planned count gives. Under torchrun every rank probes and rank 0's plan is used."""
+    state = _rng_state()
+    model = copy.deepcopy(run.model)
+    if run.cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    net = distributed.wrap(model)
+    net.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=run.cfg.lr * 1e-3, weight_decay=run.cfg.weight_decay)
+    sampler = BatchSampler(len(data), run.cfg.batch_size, run.cfg.seed + 1, distributed.rank(),
+                           distributed.world_size())
+    timed = 0.0
+    for i in range(PROBE_WARMUP + PROBE_STEPS):
+        batch, batch_labels = _next_batch(sampler, data, labels, run.device)
+        if run.cfg.channels_last and batch.ndim == 4:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        start = perf_counter()
+        with torch.autocast(run.device.type, dtype=run.dtype or torch.bfloat16, enabled=run.dtype is not None):
+            loss, _ = loss_fn(net, batch, batch_labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, run.cfg.grad_clip if run.cfg.grad_clip > 0 else math.inf)
+        optimizer.step()
+        if run.device.type == "cuda":
+            torch.cuda.synchronize(run.device)
+        if i >= PROBE_WARMUP:
+            timed += perf_counter() - start
+    _set_rng_state(state)
+    per_step = max(timed / PROBE_STEPS, 1e-9)
+    return max(1, int(_main_value(seconds / per_step, run.device)))
+
+
+def _plan(run: _Run, loss_fn: LossFn, data: Tensor, labels: Tensor | None) -> int:
+    """The step count to train to: ``cfg.steps``, or fewer when the time budget left allows fewer."""
+    if run.cfg.minutes is None:
+        return run.cfg.steps
+    seconds_left = run.cfg.minutes * 60 - run.seconds
+    if seconds_left <= 0:
+        return max(run.step, 1)
+    return min(run.cfg.steps, run.step + plan_steps(run, loss_fn, data, labels, seconds_left))
+
+
 def fit(model: nn.Module, data: Tensor, loss_fn: LossFn, cfg: TrainConfig, *, labels: Tensor | None = None,
         checkpoint=None, validate: Callable[[nn.Module], dict] | None = None, meta: dict | None = None,
-        fingerprint: str = "", progress: bool = True) -> FitResult:
+        fingerprint: str = "", progress: bool = True, extend: bool = False) -> FitResult:
     """Train ``model`` on ``data`` (N, ...) with ``loss_fn(model, batch, labels) -> (loss, metrics)``.
 
-    ``checkpoint``: a path; if the file exists the run resumes from it (same ``fingerprint`` required),
-    and it is rewritten every ``cfg.checkpoint_every`` steps and at the end. ``validate(model)`` returns
-    a dict of floats; it runs every ``cfg.eval_every`` steps and at the end. ``meta`` (plain values:
-    str, int, float, bool, None, lists, dicts) is stored in the checkpoint. A fresh run seeds Python,
-    NumPy and torch with ``cfg.seed``; a resumed run restores their states. The model ends in eval mode.
+    ``checkpoint``: a path; if the file exists the run resumes from it (same ``fingerprint``, model and
+    settings required; ``extend=True`` lets a finished run train on to a larger budget), and it is rewritten
+    every ``cfg.checkpoint_every`` steps and at the end. ``validate(model)`` returns a dict of floats; it runs
+    every ``cfg.eval_every`` steps and at the end. ``meta`` (plain values: str, int, float, bool, None, lists,
+    dicts) is stored in the checkpoint. A fresh run seeds Python, NumPy and torch with ``cfg.seed`` (seed
+    before building the model too, for reproducible initial weights: the pipeline does); a resumed run
+    restores their states. The model ends in eval mode.
     """
     if len(data) == 0:
         raise ValueError("fit needs at least one training example; data is empty")
@@ -368,13 +470,18 @@ def fit(model: nn.Module, data: Tensor, loss_fn: LossFn, cfg: TrainConfig, *, la
     run = _Run(model, cfg, sampler, path, fingerprint, dict(meta or {}))
     device = run.device
     if path is not None and path.exists():
-        run.resume(device)
+        if run.resume(device, extend):
+            run.planned = _plan(run, loss_fn, data, labels)
+            if run.planned <= run.step:
+                raise ValueError(f"the budget asked for ({budget_of(cfg.to_dict())}) allows no step beyond the "
+                                 f"{run.step} that checkpoint {path} has already trained")
     else:
         set_seed(cfg.seed)
+        run.planned = _plan(run, loss_fn, data, labels)
     start_step = run.step
     run.prepare()
     show = progress and distributed.is_main()
-    with tqdm(total=cfg.steps, initial=run.step, disable=not show, desc=run.meta.get("kind", "fit")) as bar:
+    with tqdm(total=run.planned, initial=run.step, disable=not show, desc=run.meta.get("kind", "fit")) as bar:
         while (stopped := run.stop_reason()) is None:
             batch, batch_labels = _next_batch(run.sampler, data, labels, device)
             lr = run.lr()
@@ -389,7 +496,11 @@ def fit(model: nn.Module, data: Tensor, loss_fn: LossFn, cfg: TrainConfig, *, la
                 run.validate(validate)
             if path is not None and cfg.checkpoint_every > 0 and run.step % cfg.checkpoint_every == 0:
                 run.save()
-    validated = validate is not None and run.history.get("val_step", [None])[-1] != run.step
+    if stopped == "clock" and start_step < run.step:
+        warnings.warn(f"the clock stopped training at step {run.step} of {run.planned} planned: "
+                      f"{run.seconds:.0f} s is over {SAFETY_FACTOR} x the {cfg.minutes:g}-minute budget "
+                      "(was the machine busy with something else?)", stacklevel=2)
+    validated = validate is not None and run.validated_step != run.step  # the same decision on every rank
     if validated:
         run.validate(validate)
     if path is not None and (validated or run.saved_step != run.step):
@@ -397,19 +508,4 @@ def fit(model: nn.Module, data: Tensor, loss_fn: LossFn, cfg: TrainConfig, *, la
     distributed.barrier()  # the final checkpoint is on disk before any rank returns
     model.eval()
     return FitResult(model=model, history=run.history, step=run.step, train_seconds=run.seconds,
-                     stopped=stopped, checkpoint=path, start_step=start_step)
-
-
-def vqvae_loss(model: nn.Module, batch: Tensor, labels: Tensor | None = None) -> tuple[Tensor, dict]:
-    """The VQ-VAE objective on uint8 images (B, 1, S, S): reconstruction MSE + the quantizer's loss."""
-    out = model(batch.float() / 255.0)
-    return out.loss, {"recon": out.recon_loss, "perplexity": out.vq.perplexity,
-                      "active_codes": out.vq.active_codes}
-
-
-def reconstruction_validator(images: Tensor, batch_size: int = 64) -> Callable[[nn.Module], dict]:
-    """A ``validate`` callback for ``fit``: SSIM, PSNR and code use on held-out uint8 images."""
-    def validate(model: nn.Module) -> dict:
-        summary = evaluate_reconstruction(model, images, batch_size).summary()
-        return {name: summary[name] for name in ("ssim_mean", "psnr_mean", "perplexity", "active_codes")}
-    return validate
+                     stopped=stopped, checkpoint=path, start_step=start_step, planned_steps=run.planned)

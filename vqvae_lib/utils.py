@@ -5,6 +5,7 @@ import os
 import random
 import subprocess
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,17 @@ def set_seed(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+@contextmanager
+def evaluating(model: torch.nn.Module):
+    """Run a block with ``model`` in eval mode, then put back the mode it had (also when the block raises)."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
 def project_root() -> Path:
     """The repository folder (holding ``pyproject.toml``), or ``$VQVAE_HOME`` when set.
 
@@ -81,31 +93,43 @@ def runs_dir() -> Path:
     return project_root() / "runs"
 
 
-def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> None:
-    """Write ``payload`` to ``path`` through a temporary file and a rename (never half-written)."""
+def atomic_write(path: str | os.PathLike, write) -> None:
+    """The one atomic file write: ``write(handle)`` fills a temporary file in the same folder, which is
+    flushed and fsynced, then renamed over ``path``, then the folder is fsynced (so the rename itself survives
+    a power cut). A crash at any moment leaves the old file or the new one, never a half-written one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(payload)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _fsync_folder(path.parent)
+
+
+def _fsync_folder(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # e.g. Windows, where folders cannot be opened
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> None:
+    """Write ``payload`` to ``path`` atomically (``atomic_write``)."""
+    atomic_write(path, lambda handle: handle.write(payload))
 
 
 def atomic_torch_save(obj, path: str | os.PathLike) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``torch.save`` to ``path`` atomically (``atomic_write``)."""
+    atomic_write(path, lambda handle: torch.save(obj, handle))

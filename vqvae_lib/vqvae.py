@@ -12,6 +12,7 @@ from typing import NamedTuple
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch import Tensor
 
 from .config import VQVAEConfig
 from .quantizer import QuantizerOutput, VectorQuantizer
@@ -140,3 +141,10 @@ class VQVAE(nn.Module):
         if x.ndim != 4 or x.shape[1] != C or x.shape[2] % ds or x.shape[3] % ds:
             raise ValueError(f"VQVAE expects images of shape (B, {C}, H, W) with H and W divisible by "
                              f"downsample={ds}; got shape {tuple(x.shape)}")
+
+
+def vqvae_loss(model: nn.Module, batch: Tensor, labels: Tensor | None = None) -> tuple[Tensor, dict]:
+    """The VQ-VAE objective on uint8 images (B, 1, S, S): reconstruction MSE + the quantizer's loss."""
+    out = model(batch.float() / 255.0)
+    return out.loss, {"recon": out.recon_loss, "perplexity": out.vq.perplexity,
+                      "active_codes": out.vq.active_codes}

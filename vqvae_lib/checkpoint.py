@@ -1,0 +1,124 @@
+"""Checkpoints in one place: the atomic save, the loader with clear errors, fingerprints, the check that
+a checkpoint on disk is the run that was asked for, and the trained models read back from their files
+(``load_vqvae``, ``load_prior``).
+
+A checkpoint is a dict saved with ``torch.save`` and read back with ``weights_only=True`` (tensors, numbers,
+strings, lists and dicts only: nothing in it can run code). ``train.fit`` writes it; its keys:
+``format`` (``CHECKPOINT_FORMAT``), ``meta`` (what the model is: kind, model config, image size, ...),
+``train_config`` (the training settings as asked for), ``planned_steps`` (the step count the budget was
+turned into), ``model``, ``optimizer``, ``step``, ``train_seconds``, ``history``, ``sampler``, ``rng`` and
+``fingerprint`` (of the training data).
+"""
+from __future__ import annotations
+
+import hashlib
+import pickle
+from pathlib import Path
+
+import torch
+
+from .config import PixelCNNConfig, VQVAEConfig
+from .pixelcnn import GatedPixelCNN
+from .utils import atomic_torch_save, get_device
+from .vqvae import VQVAE
+
+CHECKPOINT_FORMAT = "vqvae_lib.checkpoint.v1"
+# TrainConfig fields that change speed or bookkeeping, not the run: a resumed run may set them differently
+FREE_TRAIN_FIELDS = ("eval_every", "checkpoint_every", "precision", "channels_last", "compile")
+BUDGET_FIELDS = ("steps", "minutes")   # may change only to extend a finished run, and only when asked
+FREE_META_FIELDS = ("source", "vqvae_path")   # paths: data and checkpoints may move (fingerprints decide)
+
+
+def save_checkpoint(payload: dict, path: str | Path) -> None:
+    """Write ``payload`` (plus the format tag) to ``path`` atomically: a temporary file in the same folder,
+    flushed and fsynced, renamed over ``path``, the folder fsynced. A crash at any moment leaves either the
+    old checkpoint or the new one, never a half-written file."""
+    atomic_torch_save({"format": CHECKPOINT_FORMAT, **payload}, path)
+
+
+def load_checkpoint(path: str | Path, map_location=None) -> dict:
+    """Read a checkpoint written by ``train.fit`` (``torch.load(weights_only=True)``); a file that is not one
+    gets an error naming it and saying what was expected."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    expected = (f"expected a vqvae_lib checkpoint: a file written by vqvae_lib's training (a dict tagged "
+                f"{CHECKPOINT_FORMAT!r} that loads with torch.load(weights_only=True))")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError, ImportError) as err:
+        reason = "it holds objects other than tensors and plain values" if isinstance(
+            err, pickle.UnpicklingError) else "it is not a torch file, or it is truncated"
+        raise ValueError(f"{path} is not a vqvae_lib checkpoint ({reason}); {expected}") from err
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is not a vqvae_lib checkpoint (no format tag); {expected}")
+    return ckpt
+
+
+def checkpoint_fingerprint(path: str | Path) -> str:
+    """A short sha256 of the checkpoint file's bytes: a key for caches derived from it (code maps)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+def differences(stored: dict, requested: dict, skip: tuple[str, ...] = ()) -> list[str]:
+    """``"name: stored -> requested"`` for each field (outside ``skip``) whose two values differ."""
+    names = [n for n in dict.fromkeys([*stored, *requested]) if n not in skip]
+    return [f"{n}: {stored.get(n)!r} -> {requested.get(n)!r}" for n in names if stored.get(n) != requested.get(n)]
+
+
+def run_differences(ckpt: dict, meta: dict, train_config: dict) -> list[str]:
+    """How the run asked for (``meta`` and ``train_config``) differs from the checkpoint's, budget aside."""
+    model = differences(ckpt.get("meta", {}).get("config", {}), meta.get("config", {}))
+    other_meta = differences({k: v for k, v in ckpt.get("meta", {}).items() if k != "config"},
+                             {k: v for k, v in meta.items() if k != "config"}, FREE_META_FIELDS)
+    training = differences(ckpt.get("train_config", {}), train_config, FREE_TRAIN_FIELDS + BUDGET_FIELDS)
+    return [f"model {d}" for d in model] + other_meta + [f"training {d}" for d in training]
+
+
+def budget_of(train_config: dict) -> str:
+    """A training budget in words: "steps=2000", "minutes=3.0" or both."""
+    return ", ".join(f"{n}={train_config.get(n)}" for n in BUDGET_FIELDS if train_config.get(n) is not None)
+
+
+def load_vqvae(path: str | Path, device: torch.device | None = None) -> VQVAE:
+    """A trained VQ-VAE from its checkpoint, in eval mode (``torch.load(weights_only=True)``)."""
+    ckpt = load_checkpoint(path, map_location=device or get_device())
+    if ckpt.get("meta", {}).get("kind") != "vqvae":
+        raise ValueError(f"{path} is not a VQ-VAE checkpoint (kind={ckpt.get('meta', {}).get('kind')!r})")
+    model = VQVAE(VQVAEConfig(**ckpt["meta"]["config"])).to(device or get_device())
+    model.load_state_dict(ckpt["model"])
+    model.image_size = int(ckpt["meta"]["image_size"])
+    return model.eval()
+
+
+def check_prior_vqvae(prior_meta: dict, prior_path: Path, vqvae_path: Path, vqvae_fingerprint: str) -> None:
+    """Refuse a prior trained on the codes of another VQ-VAE checkpoint: its codes mean other things."""
+    if prior_meta.get("vqvae_fingerprint") != vqvae_fingerprint:
+        raise ValueError(
+            f"the prior {prior_path} was trained on the codes of the VQ-VAE checkpoint "
+            f"{prior_meta.get('vqvae_path')} (fingerprint {prior_meta.get('vqvae_fingerprint')!r}), but "
+            f"{vqvae_path} has fingerprint {vqvae_fingerprint!r} (retrained or resumed since?); its codes mean "
+            f"other things: delete {prior_path} to train a new prior, or pass the VQ-VAE it was trained with")
+
+
+def describe_prior(model: GatedPixelCNN, meta: dict) -> GatedPixelCNN:
+    """Attach what sampling needs: the code map shape, the label names, the VQ-VAE it belongs to."""
+    model.latent_shape = tuple(meta["latent_shape"])
+    model.label_names, model.label_kind = list(meta["label_names"]), meta["label_kind"]
+    model.vqvae_fingerprint = meta["vqvae_fingerprint"]
+    return model
+
+
+def load_prior(path: str | Path, device: torch.device | None = None,
+               vqvae_path: str | Path | None = None) -> GatedPixelCNN:
+    """A trained prior from its checkpoint, in eval mode, with ``latent_shape``, ``label_names`` and
+    ``label_kind``. Given ``vqvae_path``, refuses a prior trained on the codes of another checkpoint."""
+    ckpt = load_checkpoint(path, map_location=device or get_device())
+    meta = ckpt.get("meta", {})
+    if meta.get("kind") != "prior":
+        raise ValueError(f"{path} is not a PixelCNN prior checkpoint (kind={meta.get('kind')!r})")
+    if vqvae_path is not None:
+        check_prior_vqvae(meta, Path(path), Path(vqvae_path), checkpoint_fingerprint(vqvae_path))
+    model = GatedPixelCNN(PixelCNNConfig(**meta["config"])).to(device or get_device())
+    model.load_state_dict(ckpt["model"])
+    return describe_prior(model, meta).eval()
