@@ -29,6 +29,9 @@ def test_plotting_functions_return_figures():
         plotting.transform_steps({"raw": np.zeros((10, 6)), "square": np.zeros((10, 10))}),
     ]
     assert all(isinstance(f, Figure) for f in figs)
+    assert len(figs[0].axes) == 8 and [ax.get_title() for ax in figs[0].axes[:6]] == [str(i) for i in range(6)]
+    assert not figs[0].axes[7].get_images()                                 # the spare cells stay empty
+    assert [p.get_height() for p in figs[2].axes[0].patches] == [6, 2]      # one bar per split, its size
     assert len(figs[1].axes) == 2 and len(plotting.slice_with_mask(ds.images[0]).axes) == 1
     assert plotting.figure_png(figs[0]).startswith(b"\x89PNG")
 

@@ -315,9 +315,10 @@ def test_the_clock_is_only_a_safety_stop(monkeypatch):
         return 0.1 * min(calls["n"], 40) + max(0, calls["n"] - 40)
     monkeypatch.setattr(train, "perf_counter", clock)
     cfg = small_cfg(steps=10**6, minutes=2 / 60, eval_every=0, checkpoint_every=0)
-    with pytest.warns(UserWarning, match=r"clock stopped training at step \d of 20 planned: \d s is over 1.5 x"):
+    planned = int(train.PLAN_MARGIN * 20)                             # 20 steps of 0.1 s in 2 s, with the margin
+    with pytest.warns(UserWarning, match=rf"clock stopped training at step \d of {planned} planned: \d s is over 1.5"):
         result = fit(tiny_autoencoder(), images(), recon_loss, cfg, progress=False)
-    assert result.stopped == "clock" and result.planned_steps == 20 and result.step < 10
+    assert result.stopped == "clock" and result.planned_steps == planned and result.step < 10
     assert result.train_seconds >= 1.5 * 2
 
 
@@ -326,8 +327,9 @@ def test_time_budget_anneals_the_schedule(monkeypatch):
     monkeypatch.setattr(train, "perf_counter", lambda: float(next(clock)))
     cfg = small_cfg(steps=10**6, minutes=5 / 60, eval_every=0, checkpoint_every=0)
     result = fit(tiny_autoencoder(), images(), recon_loss, cfg, progress=False)
-    assert result.stopped == "minutes" and result.step == 10 and result.train_seconds == 5.0
-    assert result.history["lr"][-1] == pytest.approx(learning_rate(cfg, 9, progress=0.9))
+    planned = int(train.PLAN_MARGIN * 10)                             # 10 steps fit, planned with the margin
+    assert result.stopped == "minutes" and result.step == planned and result.train_seconds == 0.5 * planned
+    assert result.history["lr"][-1] == pytest.approx(learning_rate(cfg, planned - 1, (planned - 1) / planned))
     assert result.history["lr"][-1] < 0.1 * cfg.lr
 
 

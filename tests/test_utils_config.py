@@ -95,3 +95,13 @@ def test_environment_yml_and_pyproject_name_the_same_dependencies():
     assert conda == wanted
     assert any(x.startswith("python=3.11") for x in listed)
     assert "torch==2.13.0" not in (ROOT / "pyproject.toml").read_text()
+
+
+def test_atomic_writes_fsync_the_file_and_its_folder(tmp_path, monkeypatch):
+    synced = []
+    real_fsync = utils.os.fsync
+    monkeypatch.setattr(utils.os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
+    utils.atomic_torch_save({"x": torch.ones(2)}, tmp_path / "c.pt")
+    assert len(synced) == 2                                   # the temporary file, then the folder after the rename
+    assert torch.load(tmp_path / "c.pt", weights_only=True)["x"].sum() == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
