@@ -7,7 +7,7 @@
 Trains from scratch into runs/bench-..., evaluates on the held-out split, and writes one JSON record to
 benchmarks/results/ with the scores, the validation SSIM along the way (against training time), the
 training throughput, data-loading times, the machine and the commit.
-``--data kaggle`` is ../shared/data/oasis-kaggle/train (real OASIS-derived slices; seeded 80/20 split
+``--data kaggle`` is ../shared/data/oasis-kaggle/train (real OASIS-derived slices; seeded 80/10/10 split
 by file); ``default`` is the built-in MNI152 set (test split).
 """
 from __future__ import annotations

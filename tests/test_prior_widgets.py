@@ -51,3 +51,24 @@ def test_prior_figures():
             plotting_prior.raster_step(torch.zeros(4, 4, dtype=torch.long), 5, torch.full((8,), 1 / 8), 0,
                                        torch.rand(1, 8, 8), 8)]
     assert all(isinstance(f, Figure) for f in figs)
+    assert [ax.get_title().split("\n")[0] for ax in figs[0].axes] == ["a", "b"]
+    assert "4 positions influence (1, 1)" in figs[0].axes[0].get_title()    # the first row of the field
+    lines = {tuple(line.get_ydata()) for ax in figs[1].axes for line in ax.lines}
+    assert (5.0, 4.0, 3.5) in lines and (3.6,) in lines                    # training and validation curves
+    assert sum(len(ax.get_images()) for ax in figs[2].axes) == 3           # one image per sample
+
+
+def test_sample_quality_comparison_draws_each_variant_and_the_real_ceiling():
+    from vqvae_lib.plotting_prior import QUALITY_PANELS, sample_quality_comparison
+
+    real = {"nn_ssim_mean": 0.8, "nn_ssim_share_above_0.6": 1.0, "pairwise_ssim": 0.5, "two_sample_accuracy": 0.5}
+    records = [{"variant": "a", "samples": {**real, "nn_ssim_mean": 0.4}, "real": real},
+               {"variant": "b", "samples": {**real, "nn_ssim_mean": 0.6}, "real": real}]
+    fig = sample_quality_comparison(records, title="t")
+    axes = fig.axes
+    assert len(axes) == len(QUALITY_PANELS)
+    heights = [patch.get_height() for patch in axes[0].patches]
+    assert heights == [0.4, 0.6]
+    assert [t.get_text() for t in axes[0].get_xticklabels()] == ["a", "b"]
+    dashed = [line.get_ydata()[0] for line in axes[0].lines if line.get_linestyle() == "--"]
+    assert dashed == [0.8]

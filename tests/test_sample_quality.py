@@ -80,11 +80,24 @@ def test_empty_frame_is_where_no_slice_has_tissue():
     images = torch.zeros(10, 1, 8, 8)
     images[:, :, 2:6, 2:6] = 0.5
     images[0, 0, 0, 0] = 0.5                                             # one slice in ten has tissue there
-    frame = empty_frame(images)
+    frame = empty_frame(images, margin=0)
     assert frame.shape == (8, 8) and frame.dtype == torch.bool
     assert not frame[2:6, 2:6].any() and not frame[0, 0] and frame.sum() == 64 - 16 - 1
-    assert empty_frame(images, max_share=0.1)[0, 0]                     # at most 10 % of slices may have tissue
-    assert empty_frame((images * 255).round().to(torch.uint8)).equal(frame)
+    assert empty_frame(images, max_share=0.1, margin=0)[0, 0]           # at most 10 % of slices may have tissue
+    assert empty_frame((images * 255).round().to(torch.uint8), margin=0).equal(frame)
+    wide = empty_frame(images, max_share=0.1, margin=1)                 # one pixel away from any tissue
+    assert not wide[1:7, 1:7].any() and wide[0].all() and wide.sum() == 64 - 36
+
+
+def test_the_frame_keeps_a_margin_from_real_outlines():
+    train = torch.zeros(5, 1, 128, 128)
+    train[:, :, 32:96, 32:96] = 0.5                                      # every slice has the same outline
+    frame = empty_frame(train)                                            # 4-pixel margin at 128 x 128
+    assert not frame[28:100, 28:100].any() and frame[27].all() and frame[:, 100].all()
+    wider = torch.zeros(2, 1, 128, 128)
+    wider[0, :, 30:98, 30:98] = 0.5                                       # 2 pixels wider: still inside
+    wider[1, :, 20:108, 20:108] = 0.5                                     # 12 pixels wider: tissue in the border
+    assert border_tissue(wider, frame).tolist() == [False, True]
 
 
 def test_border_tissue_flags_brains_in_the_border():

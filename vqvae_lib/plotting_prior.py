@@ -128,3 +128,33 @@ def raster_step(codes: torch.Tensor, position: int, probs: torch.Tensor, chosen:
                  f"red: the code drawn", xlabel=f"the {len(order)} likeliest codes")
     axes[-1].title.set_fontsize(9)
     return fig
+
+
+QUALITY_PANELS = (("nn_ssim_mean", "nearest-neighbour SSIM", "higher: more realistic", 0.70),
+                  ("nn_ssim_share_above_0.6", "share of samples above 0.6", "target >= 0.9", 0.90),
+                  ("pairwise_ssim", "pairwise SSIM (diversity)", "close to real", None),
+                  ("two_sample_accuracy", "two-sample accuracy", "lower: harder to tell apart", 0.80))
+
+
+def sample_quality_comparison(records: Sequence[dict], title: str = "") -> Figure:
+    """Bars per prior variant for four sample-quality measures, the real slices' value (the ceiling) as a
+    dashed line and the generation target as a dotted one. ``records``: sample-quality benchmark records
+    (``benchmarks/sample_quality.py``) of one data source, each with "variant", "samples" and "real"."""
+    fig = Figure(figsize=(3.1 * len(QUALITY_PANELS), 3.4), layout="constrained")
+    axes = fig.subplots(1, len(QUALITY_PANELS))
+    names = [r["variant"] for r in records]
+    for ax, (key, name, hint, target) in zip(axes, QUALITY_PANELS):
+        values = [r["samples"].get(key, np.nan) for r in records]
+        bars = ax.bar(range(len(records)), values, color="tab:blue")
+        ax.bar_label(bars, fmt="%.2f", fontsize=8)
+        ceiling = np.nanmean([r["real"].get(key, np.nan) for r in records])
+        ax.axhline(ceiling, color="black", ls="--", lw=1, label=f"real slices {ceiling:.2f}")
+        if target is not None:
+            ax.axhline(target, color="tab:red", ls=":", lw=1, label=f"target {target:g}")
+        ax.set_xticks(range(len(records)), names, rotation=20, fontsize=8)
+        ax.set_ylim(0, 1.05)
+        ax.set_title(f"{name}\n({hint})", fontsize=9)
+        ax.legend(fontsize=7, loc="lower right")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig

@@ -45,6 +45,7 @@ BRAIN_THRESHOLD = 0.05   # intensity above which a pixel counts as brain (skull-
 MEMORISED = 0.95         # nearest-neighbour SSIM above which a sample may be a copy of a training slice
 REALISTIC = 0.6          # nearest-neighbour SSIM above which a sample looks like some real slice
 BORDER_SHARE = 16 / 128**2  # tissue pixels in the empty frame a sample may have (16 at 128 x 128)
+FRAME_MARGIN = 4 / 128      # the empty frame starts this far (a share of the image size) from any real tissue
 SAMPLES_JSON = "samples.json"  # what a folder of saved samples says about them (``save_samples``)
 
 
@@ -125,14 +126,22 @@ def brain_area(images: torch.Tensor, threshold: float = BRAIN_THRESHOLD) -> torc
     return torch.cat(parts) if parts else torch.zeros(0)
 
 
-def empty_frame(train_images: torch.Tensor, threshold: float = BRAIN_THRESHOLD, max_share: float = 0.0) -> torch.Tensor:
+def empty_frame(train_images: torch.Tensor, threshold: float = BRAIN_THRESHOLD, max_share: float = 0.0,
+                margin: int | None = None) -> torch.Tensor:
     """Where real slices never have tissue: (N, 1, S, S) training slices -> (S, S) bool, True at the pixels
-    where at most ``max_share`` of the slices are above ``threshold`` (0: not a single one). On
-    skull-stripped, centred slices this is a frame around the brain: the corners and the image border."""
+    where at most ``max_share`` of the slices are above ``threshold`` (0: not a single one) and that lie more
+    than ``margin`` pixels from any such pixel (default ``FRAME_MARGIN`` of the image size: 4 pixels at 128).
+    On skull-stripped, centred slices this is a frame around the brain: the corners and the image border.
+    The margin keeps registered data fair, where every slice has nearly the same outline and the frame
+    would otherwise start right at the brain's edge (a sample a pixel wider would have "tissue in the border")."""
     if train_images.dim() != 4 or len(train_images) == 0:
         raise ValueError(f"train_images must be (N, 1, S, S) with N >= 1, got {tuple(train_images.shape)}")
     counts = sum((part > threshold).sum(dim=(0, 1)) for part in chunks(train_images))  # (S, S)
-    return counts <= max_share * len(train_images)
+    tissue = (counts > max_share * len(train_images)).float()[None, None]               # (1, 1, S, S)
+    margin = round(FRAME_MARGIN * tissue.shape[-1]) if margin is None else margin
+    if margin > 0:
+        tissue = F.max_pool2d(tissue, 2 * margin + 1, stride=1, padding=margin)
+    return tissue[0, 0] == 0
 
 
 def border_tissue(images: torch.Tensor, frame: torch.Tensor, threshold: float = BRAIN_THRESHOLD,
@@ -431,3 +440,24 @@ def compare_priors(vqvae, prior, train_maps, train_images: torch.Tensor, real_im
         "independent": sample_quality(decode(vqvae, independent_codes), real_images, train_images),
         "real": sample_quality(real_images[picks[:n]], real_images[picks[n:]], train_images),
     })
+
+
+def benchmark_records(data: str = "default", budget: str | None = None,
+                      variants: tuple[str, ...] | None = None) -> list[dict]:
+    """The sample-quality records of ``benchmarks/sample_quality.py`` for one data source ("default" or
+    "kaggle"), read from benchmarks/results/: the class budget's (3 + 4 minutes) at temperature 1 unless
+    ``budget`` names another suffix (e.g. "10+30min", "t0.8"); only ``variants`` when given, in that order,
+    else sorted by variant name, the class profile's first."""
+    import json
+
+    from .utils import project_root
+
+    records = []
+    for path in sorted((project_root() / "benchmarks" / "results").glob(f"sample-quality-{data}-*.json")):
+        record = json.loads(path.read_text())
+        suffix = path.stem[len(f"sample-quality-{data}-{record['variant']}"):].lstrip("-") or None
+        if suffix == budget:
+            records.append(record)
+    if variants is not None:
+        return sorted((r for r in records if r["variant"] in variants), key=lambda r: variants.index(r["variant"]))
+    return sorted(records, key=lambda r: (r["variant"] != "class", r["variant"]))

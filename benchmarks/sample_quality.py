@@ -1,0 +1,154 @@
+"""Sample quality of a VQ-VAE + PixelCNN prior variant, against held-out real slices (and their ceiling).
+
+    python benchmarks/sample_quality.py --data default --variant class              # the class profile: 3 + 4 min
+    python benchmarks/sample_quality.py --data kaggle --variant class
+    python benchmarks/sample_quality.py --data default --variant no-position        # the prior without position
+    python benchmarks/sample_quality.py --data default --variant class --prior-minutes 10
+
+Trains (or reloads, when the same settings already ran) the variant's VQ-VAE in runs/bench-sq-<data>-<vqvae>/
+and its prior in a sub-folder (the class variant at the class budget uses the notebooks' own runs in
+runs/class-<data>/), with the class profile's settings changed as the variant says; draws ``-n`` samples
+(labels cycling through the prior's labels, seed 0), decodes them and scores them with
+``sample_quality.measure`` against the test split (held out: never trained or validated on), beside the same
+measures for real test slices (``real_ceiling``). Writes benchmarks/results/sample-quality-<data>-<variant>
+[-<budget>].json and a grid of the first 32 samples to build/bench/<same name>.png (look at it).
+``--data kaggle`` is ../shared/data/oasis-kaggle/train (real OASIS-derived slices; seeded 80/10/10 split by
+file, so neighbouring slices of one subject sit on both sides: the real ceiling is inflated there);
+``default`` is the built-in MNI152 set (split by subject).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from vqvae_quality import KAGGLE, git_commit, machine  # noqa: E402
+
+# name -> (changes to the class profile's VQVAEConfig, changes to its PixelCNNConfig, changes to its prior_train)
+VARIANTS = {
+    "class": ({}, {}, {}),               # the class profile; at the class budget: the notebooks' own runs
+    "position": ({}, {}, {}),            # the same settings in runs/bench-sq-...: compare with the variants there
+    "no-position": ({}, {"position": False}, {}),
+    "k128": ({"codebook_size": 128}, {}, {}),
+    "ds8": ({"downsample": 8}, {}, {}),
+    "prior-c64": ({}, {"channels": 64}, {}),
+    "prior-bf16": ({}, {}, {"precision": "bf16"}),
+}
+
+
+def tag(changes: dict) -> str:
+    return "-".join(f"{k}{v}" for k, v in sorted(changes.items())) or "class"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", choices=("default", "kaggle"), default="default")
+    parser.add_argument("--variant", choices=sorted(VARIANTS), default="class")
+    parser.add_argument("--vqvae-minutes", type=float, default=3.0)
+    parser.add_argument("--prior-minutes", type=float, default=4.0)
+    parser.add_argument("-n", type=int, default=256, help="samples to draw and score")
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--top-k", type=int)
+    parser.add_argument("--threads", type=int)
+    args = parser.parse_args(argv)
+
+    import torch
+
+    from vqvae_lib import pipeline, plotting
+    from vqvae_lib.codemaps import load_code_maps
+    from vqvae_lib.config import get_profile
+    from vqvae_lib.data import load_dataset
+    from vqvae_lib.prior import evaluate_prior
+    from vqvae_lib.sample_quality import measure, real_ceiling
+    from vqvae_lib.sampling import decode, sample
+    from vqvae_lib.utils import get_device
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    source = str(KAGGLE) if args.data == "kaggle" else "default"
+    vq_changes, prior_changes, train_changes = VARIANTS[args.variant]
+    profile = get_profile("class")
+    device = get_device()
+    vq_cfg = replace(profile.vqvae, **vq_changes)
+    vq_train = replace(profile.vqvae_train, minutes=args.vqvae_minutes)
+    prior_cfg = replace(profile.prior, **prior_changes)
+    prior_train = replace(profile.prior_train, minutes=args.prior_minutes, **train_changes)
+    vq_dir = ROOT / "runs" / f"bench-sq-{args.data}-{tag(vq_changes)}-{args.vqvae_minutes:g}min"
+    prior_dir = vq_dir / f"prior-{tag({**prior_changes, **train_changes})}-{args.prior_minutes:g}min"
+    if (args.variant, vq_train, prior_train) == ("class", profile.vqvae_train, profile.prior_train):
+        vq_dir = prior_dir = pipeline.default_run_dir(profile, source)  # the notebooks' own class-profile runs
+
+    started = time.perf_counter()
+    vq = pipeline.train_vqvae(source, vq_dir, vq_cfg, vq_train, profile.image_size, device=device, progress=False)
+    prior_fit = pipeline.train_prior(vq_dir / "vqvae.pt", source, prior_dir, prior_cfg, prior_train, device=device,
+                                     progress=False)
+    vqvae, prior = vq.model, prior_fit.model
+    recon = pipeline.evaluation_report(vqvae, source, "test", profile.image_size)
+
+    test_maps = load_code_maps(vq_dir / "vqvae.pt", source, "test", n_buckets=prior_cfg.depth_buckets, device=device)
+    train_maps = load_code_maps(vq_dir / "vqvae.pt", source, "train", n_buckets=prior_cfg.depth_buckets,
+                                device=device)
+    test_bits = evaluate_prior(prior, test_maps.indices, test_maps.labels if prior.config.n_labels else None)
+
+    n_labels = prior.config.n_labels
+    labels = torch.arange(args.n) % n_labels if n_labels else None
+    t0 = time.perf_counter()
+    sample(prior, 16, labels=None if labels is None else labels[:16], seed=1, temperature=args.temperature,
+           top_k=args.top_k)
+    seconds_16 = time.perf_counter() - t0
+    codes = sample(prior, args.n, labels=labels, seed=0, temperature=args.temperature, top_k=args.top_k)
+    samples = decode(vqvae, codes)                                               # (n, 1, S, S) in [0, 1]
+
+    train = load_dataset(source, "train", profile.image_size)
+    test = load_dataset(source, "test", profile.image_size)
+    depth = train_maps.label_kind == "depth" and labels is not None
+    scored = time.perf_counter()
+    report = measure(samples, test.images, train.images, train_labels=train_maps.labels if depth else None,
+                     requested_labels=labels if depth else None, seed=0)
+    ceiling = real_ceiling(test.images, train.images, n=min(args.n, len(test.images) // 2),
+                           train_labels=train_maps.labels if depth else None,
+                           real_labels=test_maps.labels if depth else None, seed=0)
+    scoring_seconds = time.perf_counter() - scored
+
+    name = f"sample-quality-{args.data}-{args.variant}"
+    if (args.vqvae_minutes, args.prior_minutes) != (3.0, 4.0):
+        name += f"-{args.vqvae_minutes:g}+{args.prior_minutes:g}min"
+    if args.temperature != 1.0 or args.top_k:
+        name += f"-t{args.temperature:g}" + (f"-k{args.top_k}" if args.top_k else "")
+    grid = plotting.image_grid(samples[:32], ncols=8, size=1.3,
+                               suptitle=f"{args.data}, {args.variant}: samples 1-32 of {args.n}")
+    grid_path = ROOT / "build" / "bench" / f"{name}.png"
+    grid_path.parent.mkdir(parents=True, exist_ok=True)
+    grid.savefig(grid_path, dpi=80, facecolor="white")
+    record = {
+        "name": name, "data": args.data, "variant": args.variant, "source": source,
+        "split_kind": test.split_kind, "scored_on": f"test split ({len(test)} slices)",
+        "vqvae": {"config": vq_cfg.to_dict(), "minutes": args.vqvae_minutes, "steps": vq.step,
+                  "train_seconds": round(vq.train_seconds, 1), "test": recon},
+        "prior": {"config": prior.config.to_dict(), "minutes": args.prior_minutes, "steps": prior_fit.step,
+                  "train_seconds": round(prior_fit.train_seconds, 1), "precision": prior_train.precision,
+                  "test_bits_per_code": test_bits["bits_per_code"],
+                  "val_bits_per_code": prior_fit.history.get("val_bits_per_code", [None])[-1]},
+        "sampling": {"n": args.n, "temperature": args.temperature, "top_k": args.top_k, "seed": 0,
+                     "seconds_for_16": round(seconds_16, 2)},
+        "samples": report.summary(), "real": ceiling.summary(), "scoring_seconds": round(scoring_seconds, 1),
+        "wall_seconds": round(time.perf_counter() - started, 1), "grid": str(grid_path.relative_to(ROOT)),
+        "commit": git_commit(), "machine": machine(), "device": str(device),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    out = ROOT / "benchmarks" / "results" / f"{name}.json"
+    out.write_text(json.dumps(record, indent=1) + "\n")
+    print(json.dumps({"record": str(out.relative_to(ROOT)), "samples": record["samples"], "real": record["real"],
+                      "recon_ssim": recon["ssim_mean"], "test_bits_per_code": test_bits["bits_per_code"],
+                      "vqvae_steps": vq.step, "prior_steps": prior_fit.step}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
