@@ -30,15 +30,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from vqvae_quality import KAGGLE, git_commit, machine  # noqa: E402
 
-# name -> (changes to the class profile's VQVAEConfig, changes to its PixelCNNConfig, changes to its prior_train)
+# name -> (changes to the class profile's VQVAEConfig, to its PixelCNNConfig, to its prior_train, to its vqvae_train)
 VARIANTS = {
-    "class": ({}, {}, {}),               # the class profile; at the class budget: the notebooks' own runs
-    "position": ({}, {}, {}),            # the same settings in runs/bench-sq-...: compare with the variants there
-    "no-position": ({}, {"position": False}, {}),
-    "k128": ({"codebook_size": 128}, {}, {}),
-    "ds8": ({"downsample": 8}, {}, {}),
-    "prior-c64": ({}, {"channels": 64}, {}),
-    "prior-bf16": ({}, {}, {"precision": "bf16"}),
+    "class": ({}, {}, {}, {}),               # the class profile; at the class budget: the notebooks' own runs
+    "position": ({}, {}, {}, {}),            # the same settings in runs/bench-sq-...: compare with the variants there
+    "no-position": ({}, {"position": False}, {}, {}),
+    "k128": ({"codebook_size": 128}, {}, {}, {}),
+    "ds8": ({"downsample": 8}, {}, {}, {}),
+    "prior-c64": ({}, {"channels": 64}, {}, {}),
+    "prior-bf16": ({}, {}, {"precision": "bf16"}, {}),
+    "bf16": ({}, {}, {"precision": "bf16"}, {"precision": "bf16"}),   # VQ-VAE and prior in bf16 autocast
 }
 
 
@@ -72,14 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     source = str(KAGGLE) if args.data == "kaggle" else "default"
-    vq_changes, prior_changes, train_changes = VARIANTS[args.variant]
+    vq_changes, prior_changes, train_changes, vq_train_changes = VARIANTS[args.variant]
     profile = get_profile("class")
     device = get_device()
     vq_cfg = replace(profile.vqvae, **vq_changes)
-    vq_train = replace(profile.vqvae_train, minutes=args.vqvae_minutes)
+    vq_train = replace(profile.vqvae_train, minutes=args.vqvae_minutes, **vq_train_changes)
     prior_cfg = replace(profile.prior, **prior_changes)
     prior_train = replace(profile.prior_train, minutes=args.prior_minutes, **train_changes)
-    vq_dir = ROOT / "runs" / f"bench-sq-{args.data}-{tag(vq_changes)}-{args.vqvae_minutes:g}min"
+    vq_dir = ROOT / "runs" / f"bench-sq-{args.data}-{tag({**vq_changes, **vq_train_changes})}-{args.vqvae_minutes:g}min"
     prior_dir = vq_dir / f"prior-{tag({**prior_changes, **train_changes})}-{args.prior_minutes:g}min"
     if (args.variant, vq_train, prior_train) == ("class", profile.vqvae_train, profile.prior_train):
         vq_dir = prior_dir = pipeline.default_run_dir(profile, source)  # the notebooks' own class-profile runs
@@ -130,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         "name": name, "data": args.data, "variant": args.variant, "source": source,
         "split_kind": test.split_kind, "scored_on": f"test split ({len(test)} slices)",
         "vqvae": {"config": vq_cfg.to_dict(), "minutes": args.vqvae_minutes, "steps": vq.step,
+                  "precision": vq_train.precision,
                   "train_seconds": round(vq.train_seconds, 1), "test": recon},
         "prior": {"config": prior.config.to_dict(), "minutes": args.prior_minutes, "steps": prior_fit.step,
                   "train_seconds": round(prior_fit.train_seconds, 1), "precision": prior_train.precision,
