@@ -6,7 +6,7 @@ the model remembers its training slices. ``leakage_share`` is the share of test 
 training slice has SSIM above ``LEAKAGE_SSIM`` (0.9); print it beside every held-out score.
 
 Exact SSIM against every training slice costs one SSIM per (test, train) pair, so the most similar
-slice is found as in ``sample_quality.nearest_neighbour_ssim``: the ``candidates`` training slices nearest
+slice is found as in ``sample_quality.nearest_neighbours``: the ``candidates`` training slices nearest
 in average-pooled pixel space are shortlisted and the best full-resolution SSIM among them is kept. A
 near-copy is also near in pooled space, so the shortlist finds it. ``chunk`` test slices are scored at a
 time: memory stays bounded (about ``chunk * candidates`` full-size images) however large the sets are.
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from .sample_quality import nearest_neighbour_ssim
+from .sample_quality import nearest_neighbours
 
 LEAKAGE_SSIM = 0.9  # SSIM to the nearest training slice above which a test slice counts as leaked
 
@@ -30,9 +30,7 @@ def nearest_train_ssim(test_images: torch.Tensor, train_images: torch.Tensor, ca
                          f"got {tuple(test_images.shape)} and {tuple(train_images.shape)}")
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
-    parts = [nearest_neighbour_ssim(test_images[s:s + chunk], train_images, candidates, pool_size)
-             for s in range(0, len(test_images), chunk)]
-    return torch.cat(parts)                                                   # (n,)
+    return nearest_neighbours(test_images, train_images, candidates, pool_size, chunk).ssim   # (n,)
 
 
 def leakage_share(test_images: torch.Tensor, train_images: torch.Tensor, threshold: float = LEAKAGE_SSIM,

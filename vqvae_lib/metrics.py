@@ -66,14 +66,19 @@ def mse(pred: Tensor, target: Tensor) -> Tensor:
     return (pred - target).pow(2).mean(dim=(1, 2, 3))
 
 
+def ssim_with_map(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """One torchmetrics pass, two results: the SSIM of each image (B,) as :func:`ssim` gives it, and the SSIM
+    of each pixel (its local window), (B, 1, H, W), for pairs (B, 1, H, W) in [0, 1]."""
+    pred, target = _check_pair(pred, target)
+    return structural_similarity_index_measure(
+        pred, target, gaussian_kernel=True, sigma=1.5, kernel_size=11, data_range=1.0, reduction="none",
+        return_full_image=True)
+
+
 def ssim_map(pred: Tensor, target: Tensor) -> Tensor:
     """SSIM of each pixel (its local window), (B, 1, H, W) in [0, 1] -> (B, 1, H, W): torchmetrics' full SSIM
     image with the settings of :func:`ssim` (its mean over the pixels is the image's SSIM)."""
-    pred, target = _check_pair(pred, target)
-    _, full = structural_similarity_index_measure(
-        pred, target, gaussian_kernel=True, sigma=1.5, kernel_size=11, data_range=1.0, reduction="none",
-        return_full_image=True)
-    return full                                                           # (B, 1, H, W)
+    return ssim_with_map(pred, target)[1]                                 # (B, 1, H, W)
 
 
 def brain_mask(target: Tensor, masks: Tensor | None = None, threshold: float = BRAIN_THRESHOLD,
@@ -192,10 +197,12 @@ def evaluate_reconstruction(model, images: Tensor, batch_size: int = 64,
                 x = images[start:start + batch_size].to(device).float() / 255.0  # (B, 1, S, S)
                 indices = model.encode_indices(x)                                 # (B, h, w)
                 recon = model.decode_indices(indices)                             # (B, 1, S, S)
-                for name, fn in (("ssim", ssim), ("psnr", psnr), ("mse", mse)):
+                for name, fn in (("psnr", psnr), ("mse", mse)):
                     scores[name].append(fn(recon, x).cpu())
+                whole, per_pixel = ssim_with_map(recon, x)                          # (B,), (B, 1, S, S)
                 batch_masks = None if masks is None else masks[start:start + batch_size]  # (B, S, S)
-                scores["ssim_brain"].append(brain_ssim(recon, x, batch_masks).cpu())
+                scores["ssim"].append(whole.cpu())
+                scores["ssim_brain"].append(masked_mean(per_pixel, brain_mask(x, batch_masks)).cpu())
                 usage += code_usage(indices, codebook_size).cpu()
     return ReconstructionEval(ssim=torch.cat(scores["ssim"]), ssim_brain=torch.cat(scores["ssim_brain"]),
                              psnr=torch.cat(scores["psnr"]), mse=torch.cat(scores["mse"]), usage=usage)

@@ -141,9 +141,6 @@ class CodePrior(nn.Module):
         check_codes(codes, self.config.codebook_size)
         return self.embedding(codes).permute(0, 3, 1, 2)
 
-    def logits_from_embeddings(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        raise NotImplementedError
-
     def forward(self, codes: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return self.logits_from_embeddings(self.embed(codes), labels)
 
