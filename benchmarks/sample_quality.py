@@ -40,6 +40,7 @@ VARIANTS = {
     "prior-c64": ({}, {"channels": 64}, {}, {}),
     "prior-bf16": ({}, {}, {"precision": "bf16"}, {}),
     "bf16": ({}, {}, {"precision": "bf16"}, {"precision": "bf16"}),   # VQ-VAE and prior in bf16 autocast
+    "coarse": ({}, {"coarse_codes": 64}, {}, {}),     # coarse-to-fine prior: a 16 x 16 map of 64 coarse codes first
 }
 
 

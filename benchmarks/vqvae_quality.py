@@ -2,6 +2,7 @@
 
     python benchmarks/vqvae_quality.py --data kaggle --minutes 10 --model ours
     python benchmarks/vqvae_quality.py --data kaggle --minutes 10 --model reference
+    python benchmarks/vqvae_quality.py --data kaggle --minutes 10 --model misha
     python benchmarks/vqvae_quality.py --data kaggle --profile class          # the class profile's own budget
 
 Trains from scratch into runs/bench-..., evaluates on the held-out split, and writes one JSON record to
@@ -90,7 +91,7 @@ def run_cli(*args: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="kaggle", help="kaggle | default | a path")
-    parser.add_argument("--model", choices=("ours", "reference"), default="ours")
+    parser.add_argument("--model", choices=("ours", "reference", "misha"), default="ours")
     parser.add_argument("--profile", default="class")
     parser.add_argument("--minutes", type=float, help="training budget (default: the profile's)")
     parser.add_argument("--image-size", type=int, default=128)
@@ -116,8 +117,8 @@ def main() -> None:
                   "--out", str(run_dir), "--no-progress", "--eval-every", str(args.eval_every)]
     if args.minutes:
         train_args += ["--minutes", str(args.minutes)]
-    if args.model == "reference":
-        train_args += ["--model", "reference"]
+    if args.model in ("reference", "misha"):
+        train_args += ["--model", args.model]
     if args.device:
         train_args += ["--device", args.device]
     if args.precision:

@@ -87,7 +87,25 @@ def test_minutes_budget_and_reference_model(tiny_source, tmp_path, capsys):
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["stopped"] == "minutes"
     model = pipeline.load_vqvae(out / "vqvae.pt", torch.device("cpu"))
-    assert model.config.hidden_channels == 128 and model.config.codebook_init == "random"
+    assert model.config.hidden_channels == 128 and model.config.codebook_init == "scaled"
+    assert model.config.ema_debias and (model.config.input_offset, model.config.input_scale) == (0.5, 1.0)
+    train = load_dataset(str(tiny_source), "train", 32).images.float() / 255
+    assert model.config.recon_divisor == pytest.approx(float(train.var()))   # the data's own variance
+
+
+def test_misha_baseline_is_configured_as_its_author_did(tiny_source, tmp_path, capsys):
+    out = tmp_path / "misha"
+    assert main(["train-vqvae", "--data", str(tiny_source), "--image-size", "32", "--model", "misha",
+                 "--steps", "2", "--out", str(out), "--no-progress"]) == 0
+    ckpt = load_checkpoint(out / "vqvae.pt")
+    cfg, train_cfg = ckpt["meta"]["config"], ckpt["train_config"]
+    assert (cfg["hidden_channels"], cfg["res_channels"], cfg["n_res_blocks"]) == (128, 32, 2)
+    assert (cfg["codebook_size"], cfg["embedding_dim"], cfg["beta"]) == (512, 64, 0.25)
+    assert not cfg["ema"] and cfg["codebook_init"] == "random" and cfg["beta_term"] == "codebook"
+    assert (cfg["input_offset"], cfg["input_scale"]) == (0.5, 2.0) and cfg["recon_divisor"] < 1
+    assert train_cfg["amsgrad"] and train_cfg["lr"] == 3e-4 and train_cfg["batch_size"] == 32
+    assert train_cfg["schedule"] == "constant" and train_cfg["grad_clip"] == 0
+    assert ckpt["optimizer"]["param_groups"][0]["amsgrad"]
 
 
 def test_speed_options_reach_the_training_config(tiny_source, tmp_path, capsys):

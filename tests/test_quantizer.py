@@ -251,3 +251,37 @@ def test_from_config_and_bad_input():
         q(torch.zeros(1, 4, 2, 2))
     with pytest.raises(ValueError, match="init"):
         VectorQuantizer(4, 2, init="zeros")
+
+
+def test_sonnet_codebook_init_and_debiased_ema():
+    torch.manual_seed(0)
+    vq = VectorQuantizer.from_config(VQVAEConfig.reference()).train()
+    bound = (3 / 64) ** 0.5                                                # VarianceScaling, fan_in = D
+    assert vq.codebook.abs().max() <= bound and vq.codebook.abs().max() > 0.9 * bound
+    assert vq.ema_cluster_size.sum() == 0 and vq.ema_embed_sum.abs().sum() == 0   # EMA starts at zero
+    z_flat = torch.randn(2 * 4 * 4, 64)
+    codes = vq.codebook.clone()
+    hit = brute_force_nearest(z_flat, codes)
+    vq(as_map(z_flat, 4, 4))
+    # after one debiased update every code is the mean of its vectors (eps aside); unhit codes go to 0
+    for k in range(vq.codebook_size):
+        members = z_flat[hit == k]
+        expected = members.mean(0) if len(members) else torch.zeros(64)
+        assert torch.allclose(vq.codebook[k], expected, atol=1e-3), k
+    assert int(vq.ema_updates) == 1
+
+
+def test_beta_on_the_codebook_term_as_misha_has_it():
+    torch.manual_seed(0)
+    paper = VectorQuantizer(16, 4, beta=0.25)
+    misha = VectorQuantizer(16, 4, beta=0.25, beta_term="codebook")
+    misha.load_state_dict(paper.state_dict())
+    z = torch.randn(2, 4, 3, 3)
+    a, b = paper(z), misha(z)
+    assert torch.allclose(a.codebook_loss, b.codebook_loss) and torch.allclose(a.commitment_loss, b.commitment_loss)
+    assert torch.allclose(a.loss, a.codebook_loss + 0.25 * a.commitment_loss)
+    assert torch.allclose(b.loss, 0.25 * b.codebook_loss + b.commitment_loss)
+    with pytest.raises(ValueError, match="beta_term"):
+        VQVAEConfig(beta_term="both")
+    with pytest.raises(ValueError, match="ema_debias"):
+        VQVAEConfig(ema_debias=True)                                        # with data init and restarts

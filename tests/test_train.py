@@ -414,3 +414,17 @@ def test_vqvae_trains_with_fit_and_resumes_exactly(tmp_path):
     for name, tensor in full.model.state_dict().items():
         assert torch.equal(tensor, resumed.model.state_dict()[name]), name
     assert resumed.history["loss"] == full.history["loss"]
+
+
+def test_a_field_added_since_a_checkpoint_was_written_counts_as_its_default():
+    from vqvae_lib.checkpoint import run_differences
+    from vqvae_lib.config import VQVAEConfig
+
+    new = ("ema_debias", "beta_term", "input_offset", "input_scale", "recon_divisor")
+    old_config = {k: v for k, v in VQVAEConfig().to_dict().items() if k not in new}
+    old_train = {k: v for k, v in TrainConfig().to_dict().items() if k != "amsgrad"}
+    ckpt = {"meta": {"kind": "vqvae", "config": old_config}, "train_config": old_train}
+    assert run_differences(ckpt, {"kind": "vqvae", "config": VQVAEConfig().to_dict()}, TrainConfig().to_dict()) == []
+    asked = {"kind": "vqvae", "config": {**VQVAEConfig().to_dict(), "beta_term": "codebook"}}
+    assert run_differences(ckpt, asked, {**TrainConfig().to_dict(), "amsgrad": True}) == [
+        "model beta_term: 'commitment' -> 'codebook'", "training amsgrad: False -> True"]

@@ -1,4 +1,6 @@
 """VQ-VAE model: shapes, input checks, gradients, index round trips, and overfitting one batch."""
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -143,3 +145,17 @@ def test_overfits_one_batch(ema):
     with torch.no_grad():
         final = model(x).recon_loss.item()
     assert final < losses[0] / 10
+
+
+def test_baselines_see_their_own_input_range_and_divide_by_the_variance():
+    torch.manual_seed(0)
+    cfg = VQVAEConfig.misha().with_data_variance(0.05)
+    cfg = replace(cfg, hidden_channels=8, res_channels=4, codebook_size=8, embedding_dim=4)
+    model = VQVAE(cfg)
+    x = torch.rand(2, 1, 16, 16)
+    assert torch.allclose(model.to_model(x), 2 * x - 1) and torch.allclose(model.to_image(model.to_model(x)), x)
+    out = model(x)
+    y = model.decoder(model.quantize(model.encode(x)).quantized)
+    assert torch.allclose(out.reconstruction, (y + 1) / 2)                 # images come back in [0, 1] space
+    assert torch.allclose(out.recon_loss, ((y - (2 * x - 1)) ** 2).mean() / 0.05)
+    assert torch.allclose(model.decode_indices(out.indices), out.reconstruction, atol=1e-6)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import torch
 
-from .config import PixelCNNConfig, VQVAEConfig
+from .coarse import build_prior
+from .config import PixelCNNConfig, TrainConfig, VQVAEConfig
 from .pixelcnn import GatedPixelCNN
 from .utils import atomic_torch_save, get_device
 from .vqvae import VQVAE
@@ -60,18 +61,23 @@ def checkpoint_fingerprint(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def differences(stored: dict, requested: dict, skip: tuple[str, ...] = ()) -> list[str]:
-    """``"name: stored -> requested"`` for each field (outside ``skip``) whose two values differ."""
+def differences(stored: dict, requested: dict, skip: tuple[str, ...] = (), defaults: dict | None = None) -> list[str]:
+    """``"name: stored -> requested"`` for each field (outside ``skip``) whose two values differ. A field the
+    stored dict lacks counts as its value in ``defaults``: it was added since, and the run had its default."""
+    stored = {**{n: v for n, v in (defaults or {}).items() if n in requested}, **stored}
     names = [n for n in dict.fromkeys([*stored, *requested]) if n not in skip]
     return [f"{n}: {stored.get(n)!r} -> {requested.get(n)!r}" for n in names if stored.get(n) != requested.get(n)]
 
 
 def run_differences(ckpt: dict, meta: dict, train_config: dict) -> list[str]:
     """How the run asked for (``meta`` and ``train_config``) differs from the checkpoint's, budget aside."""
-    model = differences(ckpt.get("meta", {}).get("config", {}), meta.get("config", {}))
+    config_class = {"vqvae": VQVAEConfig, "prior": PixelCNNConfig}.get(meta.get("kind"))
+    model = differences(ckpt.get("meta", {}).get("config", {}), meta.get("config", {}),
+                        defaults=config_class().to_dict() if config_class else None)
     other_meta = differences({k: v for k, v in ckpt.get("meta", {}).items() if k != "config"},
                              {k: v for k, v in meta.items() if k != "config"}, FREE_META_FIELDS)
-    training = differences(ckpt.get("train_config", {}), train_config, FREE_TRAIN_FIELDS + BUDGET_FIELDS)
+    training = differences(ckpt.get("train_config", {}), train_config, FREE_TRAIN_FIELDS + BUDGET_FIELDS,
+                           defaults=TrainConfig().to_dict())
     return [f"model {d}" for d in model] + other_meta + [f"training {d}" for d in training]
 
 
@@ -119,6 +125,6 @@ def load_prior(path: str | Path, device: torch.device | None = None,
         raise ValueError(f"{path} is not a PixelCNN prior checkpoint (kind={meta.get('kind')!r})")
     if vqvae_path is not None:
         check_prior_vqvae(meta, Path(path), Path(vqvae_path), checkpoint_fingerprint(vqvae_path))
-    model = GatedPixelCNN(PixelCNNConfig(**meta["config"])).to(device or get_device())
+    model = build_prior(PixelCNNConfig(**meta["config"])).to(device or get_device())
     model.load_state_dict(ckpt["model"])
     return describe_prior(model, meta).eval()

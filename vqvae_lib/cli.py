@@ -42,7 +42,10 @@ from .sample_quality import load_samples, measure, real_ceiling, save_samples
 from .sampling import decode, sample
 from .utils import get_device
 
+# how the two baselines train (see VQVAEConfig.reference and .misha for their sources)
 REFERENCE_TRAIN = TrainConfig(batch_size=32, lr=3e-4, warmup_steps=0, schedule="constant", grad_clip=0.0)
+MISHA_TRAIN = replace(REFERENCE_TRAIN, amsgrad=True)
+BASELINES = {"reference": (VQVAEConfig.reference, REFERENCE_TRAIN), "misha": (VQVAEConfig.misha, MISHA_TRAIN)}
 
 
 def _positive(kind):
@@ -91,8 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", default="default", help="slice source (default: %(default)s)")
     train.add_argument("--image-size", type=_positive(int), help="slice size (default: the profile's)")
     train.add_argument("--profile", choices=PROFILES, help="sizes and step counts (default: $VQVAE_PROFILE or class)")
-    train.add_argument("--model", choices=("profile", "reference"), default="profile",
-                       help="'reference': the DeepMind Sonnet example's configuration (Adam 3e-4, batch 32)")
+    train.add_argument("--model", choices=("profile", *BASELINES), default="profile",
+                       help="'reference': the DeepMind Sonnet example's configuration (Adam 3e-4, batch 32); "
+                            "'misha': MishaLaskin/vqvae's (Adam 3e-4 amsgrad, batch 32, codebook loss)")
     _training_options(train, "run folder: writes OUT/vqvae.pt and OUT/history.json")
 
     ev = sub.add_parser("evaluate", help="score a trained VQ-VAE on a split")
@@ -142,13 +146,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _train_config(args) -> tuple[VQVAEConfig, TrainConfig, int]:
     profile = get_profile(args.profile)
-    if args.model == "reference":
-        model_cfg = VQVAEConfig.reference()
-        train_cfg = replace(REFERENCE_TRAIN, eval_every=profile.vqvae_train.eval_every)
+    size = args.image_size or profile.image_size
+    if args.model in BASELINES:
+        make_config, baseline_train = BASELINES[args.model]
+        # both divide the reconstruction MSE by the variance of the training slices in [0, 1]
+        variance = float(load_dataset(args.data, "train", size).images.float().div(255).var())
+        model_cfg = make_config().with_data_variance(variance)
+        train_cfg = replace(baseline_train, eval_every=profile.vqvae_train.eval_every)
     else:
         model_cfg, train_cfg = profile.vqvae, profile.vqvae_train
     train_cfg = with_minutes(train_cfg, args.minutes, args.steps)
-    return model_cfg, replace(train_cfg, **_train_overrides(args)), args.image_size or profile.image_size
+    return model_cfg, replace(train_cfg, **_train_overrides(args)), size
 
 
 def _print_summary(summary: dict) -> None:

@@ -27,28 +27,72 @@ class VQVAEConfig:
     ema: bool = True              # EMA codebook updates instead of the codebook loss
     ema_decay: float = 0.99
     ema_epsilon: float = 1e-5     # Laplace smoothing of the EMA cluster sizes
-    codebook_init: str = "data"   # "random" | "data" (sampled encoder outputs) | "kmeans"
+    codebook_init: str = "data"   # "random" (uniform in +-1/K) | "scaled" (uniform in +-sqrt(3/D)) | "data"
+                                  # (sampled encoder outputs) | "kmeans"
     restart_dead: bool = True     # re-seed unused codes from recent encoder outputs
     dead_threshold: float = 1.0   # a code whose EMA usage (vectors per batch) falls below this is dead
+    ema_debias: bool = False      # EMA statistics start at zero and are divided by 1 - decay^t (Sonnet's
+                                  # ExponentialMovingAverage); False: they start at N_i = 1, m_i = e_i
+    beta_term: str = "commitment" # what beta multiplies: "commitment" (the paper, eq. 3) or "codebook" (the
+                                  # MishaLaskin/vqvae code: beta * ||sg[z_e] - e||^2, commitment weight 1)
+    input_offset: float = 0.0     # the encoder sees (x - input_offset) * input_scale for x in [0, 1], and the
+    input_scale: float = 1.0      # reconstruction error is measured there (Sonnet: [-0.5, 0.5]; Misha: [-1, 1])
+    recon_divisor: float = 1.0    # the reconstruction MSE is divided by this (Sonnet and Misha: the variance
+                                  # of the training slices in [0, 1]; set by ``with_data_variance``)
 
     def __post_init__(self):
         if self.downsample not in (2, 4, 8):
             raise ValueError(f"VQVAEConfig.downsample must be 2, 4 or 8, got {self.downsample}")
-        if self.codebook_init not in ("random", "data", "kmeans"):
+        if self.codebook_init not in ("random", "scaled", "data", "kmeans"):
             raise ValueError(
-                "VQVAEConfig.codebook_init must be 'random', 'data' or 'kmeans', "
+                "VQVAEConfig.codebook_init must be 'random', 'scaled', 'data' or 'kmeans', "
                 f"got {self.codebook_init!r}"
             )
+        if self.beta_term not in ("commitment", "codebook"):
+            raise ValueError(f"VQVAEConfig.beta_term must be 'commitment' or 'codebook', got {self.beta_term!r}")
+        if self.ema_debias and (not self.ema or self.restart_dead or self.codebook_init in ("data", "kmeans")):
+            raise ValueError("VQVAEConfig.ema_debias (Sonnet's zero-started EMA) needs ema=True, restart_dead=False "
+                             f"and codebook_init 'random' or 'scaled'; got ema={self.ema}, "
+                             f"restart_dead={self.restart_dead}, codebook_init={self.codebook_init!r}")
+        if self.input_scale <= 0 or self.recon_divisor <= 0:
+            raise ValueError(f"VQVAEConfig.input_scale and recon_divisor must be positive, got {self.input_scale} "
+                             f"and {self.recon_divisor}")
         for name in ("hidden_channels", "res_channels", "codebook_size", "embedding_dim"):
             if getattr(self, name) < 1:
                 raise ValueError(f"VQVAEConfig.{name} must be positive, got {getattr(self, name)}")
 
     @staticmethod
     def reference() -> VQVAEConfig:
-        """The DeepMind Sonnet example's model, the baseline everybody copies."""
+        """The DeepMind Sonnet example's model (sonnet/examples/vqvae_example.ipynb, v2) with its
+        ``snt.nets.VectorQuantizerEMA`` (sonnet/src/nets/vqvae.py): 128 hidden, 32 residual channels, 2
+        residual layers, K = 512, D = 64, beta = 0.25 on the commitment term, EMA decay 0.99, epsilon 1e-5;
+        codebook from ``VarianceScaling(distribution='uniform')`` over a (D, K) shape, i.e. uniform in
+        +-sqrt(3 / D); EMA statistics from zero with debiasing (sonnet/src/moving_averages.py); inputs scaled
+        to [-0.5, 0.5] and the reconstruction MSE divided by the training data's variance (the example's
+        ``cast_and_normalise_images`` and ``recon_error``: call ``with_data_variance``). No dead-code restarts.
+        (The example's notebook defaults to ``vq_use_ema = False``; EMA is its documented option, used here.)
+        Training (``cli.REFERENCE_TRAIN``): Adam 3e-4, batch 32, constant rate, no clipping."""
         return VQVAEConfig(hidden_channels=128, res_channels=32, n_res_blocks=2, downsample=4,
-                           codebook_size=512, embedding_dim=64, beta=0.25, ema=True,
-                           ema_decay=0.99, codebook_init="random", restart_dead=False)
+                           codebook_size=512, embedding_dim=64, beta=0.25, ema=True, ema_decay=0.99,
+                           ema_epsilon=1e-5, codebook_init="scaled", restart_dead=False, ema_debias=True,
+                           input_offset=0.5, input_scale=1.0)
+
+    @staticmethod
+    def misha() -> VQVAEConfig:
+        """MishaLaskin/vqvae (main.py, models/quantizer.py), where most OASIS course projects start: 128
+        hidden, 32 residual channels, 2 residual layers, K = 512, D = 64, beta = 0.25, codebook loss without
+        EMA, codebook uniform in +-1/K; as its code computes the loss, beta multiplies the codebook term and
+        the commitment term has weight 1 (``beta_term="codebook"``); inputs scaled to [-1, 1]
+        (``Normalize(0.5, 0.5)``) and the reconstruction MSE divided by the variance of the training data
+        in [0, 1] (``with_data_variance``). Training (``cli.MISHA_TRAIN``): Adam 3e-4 with amsgrad, batch 32,
+        constant rate, no clipping."""
+        return VQVAEConfig(hidden_channels=128, res_channels=32, n_res_blocks=2, downsample=4,
+                           codebook_size=512, embedding_dim=64, beta=0.25, ema=False, codebook_init="random",
+                           restart_dead=False, beta_term="codebook", input_offset=0.5, input_scale=2.0)
+
+    def with_data_variance(self, variance: float) -> VQVAEConfig:
+        """This config with the reconstruction MSE divided by ``variance`` (of the training slices in [0, 1])."""
+        return replace(self, recon_divisor=float(variance))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -68,6 +112,7 @@ class TrainConfig:
     eval_every: int = 200         # validation SSIM every N steps (0: never)
     checkpoint_every: int = 200   # checkpoint every N steps (and always at the end)
     seed: int = 0
+    amsgrad: bool = False         # the AMSGrad variant of Adam (MishaLaskin/vqvae)
     precision: str = "auto"       # "auto" (bf16 autocast on CUDA, else fp32) | "fp32" | "bf16"
     channels_last: bool = False   # NHWC memory layout for the convolutions
     compile: bool = False         # torch.compile the model for training
@@ -98,6 +143,10 @@ class PixelCNNConfig:
     n_labels: int = 0             # label classes (0: unconditional): filled in from the data by the pipeline
     height: int = 0               # code map size (h, w) for the position biases: filled in by the pipeline
     width: int = 0
+    coarse_codes: int = 0         # > 0: a coarse-to-fine prior (vqvae_lib.coarse) with this many coarse codes
+    coarse_factor: int = 2        # ... each coarse code summarising a factor x factor block of codes
+    code_dim: int = 0             # D of the VQ-VAE's codebook (coarse-to-fine only): filled in by the pipeline
+    cond_channels: int = 0        # channels of a conditioning map before every gate (set by vqvae_lib.coarse)
 
     def __post_init__(self):
         if self.kernel_size < 3 or self.kernel_size % 2 == 0:
@@ -105,6 +154,9 @@ class PixelCNNConfig:
         for name in ("channels", "n_layers", "codebook_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"PixelCNNConfig.{name} must be positive, got {getattr(self, name)}")
+        if self.coarse_codes < 0 or self.coarse_factor < 2 or self.cond_channels < 0:
+            raise ValueError(f"PixelCNNConfig.coarse_codes must be >= 0, coarse_factor >= 2 and cond_channels >= 0, "
+                             f"got {self.coarse_codes}, {self.coarse_factor} and {self.cond_channels}")
         if self.height < 0 or self.width < 0:
             raise ValueError(f"PixelCNNConfig.height and width must be >= 0, got {self.height} and {self.width}")
         if self.n_labels < 0 or self.depth_buckets < 1:

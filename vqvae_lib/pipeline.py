@@ -19,6 +19,7 @@ from .checkpoint import (  # noqa: F401  (load_vqvae and load_prior are part of 
     load_prior,
     load_vqvae,
 )
+from .coarse import build_prior
 from .codemaps import load_code_maps
 from .config import PixelCNNConfig, Profile, TrainConfig, VQVAEConfig, get_profile
 from .data import SliceDataset, default_eval_split, load_dataset
@@ -173,13 +174,19 @@ def train_prior(vqvae_path: str | Path, source: str, out_dir: str | Path, model_
     cfg = replace(model_cfg, codebook_size=train_maps.codebook_size, height=train_maps.shape[0],
                   width=train_maps.shape[1],
                   n_labels=train_maps.n_labels if model_cfg.conditional else 0)
+    codebook = load_vqvae(vqvae_path, torch.device("cpu")).quantizer.codebook if cfg.coarse_codes else None
+    if codebook is not None:
+        cfg = replace(cfg, code_dim=codebook.shape[1])
     meta = {"kind": "prior", "config": cfg.to_dict(), "vqvae_fingerprint": vqvae_fingerprint,
             "vqvae_path": str(vqvae_path), "source": str(source), "latent_shape": list(train_maps.shape),
             "label_names": train_maps.label_names if cfg.n_labels else [],
             "label_kind": train_maps.label_kind if cfg.n_labels else "none"}
     val_labels = val_maps.labels[:VAL_CODE_MAPS] if cfg.n_labels else None
     set_seed(train_cfg.seed)  # before the model is built: one seed, one set of initial weights
-    result = fit(describe_prior(GatedPixelCNN(cfg).to(device), meta), train_maps.indices, prior_loss, train_cfg,
+    model = build_prior(cfg).to(device)
+    if codebook is not None:  # the coarse codes: k-means of the training maps' block averages (seeded)
+        model.fit(codebook.to(device), train_maps.indices, seed=train_cfg.seed)
+    result = fit(describe_prior(model, meta), train_maps.indices, prior_loss, train_cfg,
                  labels=train_maps.labels if cfg.n_labels else None, checkpoint=path,
                  validate=prior_validator(val_maps.indices[:VAL_CODE_MAPS], val_labels), meta=meta,
                  fingerprint=train_maps.key, progress=progress, extend=extend)

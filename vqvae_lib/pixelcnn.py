@@ -20,6 +20,12 @@ image border has codes of its own, and samples then grow tissue along the bottom
 therefore adds a learned bias per row and per column, (2C, h, 1) + (2C, 1, w), before its gates, as the
 label bias is added: position is not data, so causality is untouched. They start at zero.
 
+Conditioning map (``PixelCNNConfig.cond_channels``): a feature map ``cond`` (B, cond_channels, h, w) that is
+known before sampling starts (in ``vqvae_lib.coarse``: the coarse code map, drawn first) enters every gated
+layer through its own 1 x 1 convolution to 2C channels, added before the gates like the label bias
+(VQ-VAE-2, Razavi et al. 2019, "Generating Diverse High-Fidelity Images with VQ-VAE-2", arXiv 1906.00446,
+section 3.3). The model may look at all of ``cond``: causality concerns the codes, not the condition.
+
 The gated model uses the shift trick instead of masks (the same function, without multiplying half of
 every kernel by zero). With p = k // 2:
 - vertical: (p + 1) x k convolutions see the current row and the p rows above. The first layer reads
@@ -81,6 +87,7 @@ class GatedLayer(nn.Module):
         positioned = cfg.position and cfg.height > 0 and cfg.width > 0
         self.row_bias = nn.Parameter(torch.zeros(2 * C, cfg.height, 1)) if positioned else None
         self.col_bias = nn.Parameter(torch.zeros(2 * C, 1, cfg.width)) if positioned else None
+        self.cond_proj = nn.Conv2d(cfg.cond_channels, 2 * C, 1) if cfg.cond_channels else None
 
     def position_bias(self, rows: slice, width: int) -> torch.Tensor | float:
         """The position biases of ``rows`` of a map ``width`` wide, (1, 2C, n, w); 0 without position."""
@@ -101,6 +108,16 @@ class GatedLayer(nn.Module):
             raise ValueError(f"this prior is conditional on {self.n_labels} labels: pass labels (B,)")
         return self.label_bias(labels)[:, :, None, None]
 
+    def cond_bias(self, cond: torch.Tensor | None) -> torch.Tensor | float:
+        """The conditioning map's bias before the gates, (B, 2C, h, w); 0 for a layer without one."""
+        if self.cond_proj is None:
+            if cond is not None:
+                raise ValueError("this prior takes no conditioning map: pass cond=None")
+            return 0.0
+        if cond is None:
+            raise ValueError(f"this prior is conditioned on a map: pass cond (B, {self.cond_proj.in_channels}, h, w)")
+        return self.cond_proj(cond)
+
     def vertical(self, v: torch.Tensor, bias) -> tuple[torch.Tensor, torch.Tensor]:
         """v (B, C, p + n, W): n rows and the p rows above them -> (v' (B, C, n, W), link (B, 2C, n, W)),
         where link = v_to_h(features) + bias is what the horizontal stack receives at the same positions."""
@@ -112,10 +129,12 @@ class GatedLayer(nn.Module):
         out = self.h_out(gate(self.h_conv(h) + link))
         return out if self.mask == "A" else h[..., self.pad:] + out  # residual (mask B only)
 
-    def forward(self, v: torch.Tensor, h: torch.Tensor, labels: torch.Tensor | None = None):
+    def forward(self, v: torch.Tensor, h: torch.Tensor, labels: torch.Tensor | None = None,
+                cond: torch.Tensor | None = None):
         if self.mask == "A":
             v, h = down_shift(v), right_shift(h)
-        bias = self.bias(labels) + self.position_bias(slice(0, v.shape[2]), v.shape[3])  # (B | 1, 2C, H | 1, W | 1)
+        bias = (self.bias(labels) + self.position_bias(slice(0, v.shape[2]), v.shape[3])
+                + self.cond_bias(cond))                                              # (B | 1, 2C, H | 1, W | 1)
         v, link = self.vertical(F.pad(v, (0, 0, self.pad, 0)), bias)                   # (B, C, H, W), (B, 2C, H, W)
         h = self.horizontal(F.pad(h, (self.pad, 0, 0, 0)), link)                     # (B, C, H, W)
         return v, h
@@ -128,8 +147,8 @@ def output_head(cfg: PixelCNNConfig) -> nn.Sequential:
 
 
 class CodePrior(nn.Module):
-    """What both PixelCNNs share: a code embedding, ``embed`` and ``forward``; a subclass defines
-    ``logits_from_embeddings(x (B, C, h, w), labels) -> (B, K, h, w)``."""
+    """What both PixelCNNs share: a code embedding, ``embed``, ``forward`` and ``nll``; a subclass defines
+    ``logits_from_embeddings(x (B, C, h, w), labels, cond) -> (B, K, h, w)``."""
 
     def __init__(self, cfg: PixelCNNConfig):
         super().__init__()
@@ -141,8 +160,13 @@ class CodePrior(nn.Module):
         check_codes(codes, self.config.codebook_size)
         return self.embedding(codes).permute(0, 3, 1, 2)
 
-    def forward(self, codes: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        return self.logits_from_embeddings(self.embed(codes), labels)
+    def forward(self, codes: torch.Tensor, labels: torch.Tensor | None = None,
+                cond: torch.Tensor | None = None) -> torch.Tensor:
+        return self.logits_from_embeddings(self.embed(codes), labels, cond)
+
+    def nll(self, codes: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Summed negative log-likelihood of code maps (B, h, w), in nats (a 0-d tensor, fp32 or more)."""
+        return F.cross_entropy(self(codes, labels).float(), codes, reduction="sum")
 
 
 class GatedPixelCNN(CodePrior):
@@ -153,11 +177,12 @@ class GatedPixelCNN(CodePrior):
         self.layers = nn.ModuleList([GatedLayer(cfg, "A" if i == 0 else "B") for i in range(cfg.n_layers)])
         self.head = output_head(cfg)
 
-    def logits_from_embeddings(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def logits_from_embeddings(self, x: torch.Tensor, labels: torch.Tensor | None = None,
+                               cond: torch.Tensor | None = None) -> torch.Tensor:
         """(B, C, h, w) -> (B, K, h, w); ``receptive_field`` differentiates through this."""
         v = h = x
         for layer in self.layers:
-            v, h = layer(v, h, labels)
+            v, h = layer(v, h, labels, cond)
         return self.head(h)
 
 
@@ -193,10 +218,11 @@ class MaskedPixelCNN(CodePrior):
         self.convs = nn.ModuleList([MaskedConv2d(C, C, k, "A" if i == 0 else "B") for i in range(cfg.n_layers)])
         self.head = output_head(cfg)
 
-    def logits_from_embeddings(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def logits_from_embeddings(self, x: torch.Tensor, labels: torch.Tensor | None = None,
+                               cond: torch.Tensor | None = None) -> torch.Tensor:
         """(B, C, h, w) -> (B, K, h, w)"""
-        if labels is not None:
-            raise ValueError("MaskedPixelCNN is unconditional: pass labels=None")
+        if labels is not None or cond is not None:
+            raise ValueError("MaskedPixelCNN is unconditional: pass labels=None and cond=None")
         h = self.convs[0](x)
         for conv in self.convs[1:]:
             h = h + conv(F.relu(h))

@@ -21,10 +21,17 @@ from .metrics import bits_per_code, code_usage
 from .utils import evaluating
 
 
+def code_nll(model: nn.Module, codes: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+    """Summed negative log-likelihood in nats of code maps (B, h, w): the model's own ``nll`` where it has one
+    (``CodePrior``, ``CoarseToFinePrior``), else the cross-entropy of its logits ``model(codes, labels)``."""
+    if hasattr(model, "nll"):
+        return model.nll(codes, labels)
+    return F.cross_entropy(model(codes, labels).float(), codes, reduction="sum")
+
+
 def prior_loss(model: nn.Module, batch: torch.Tensor, labels: torch.Tensor | None = None):
     """For ``fit``: code maps (B, h, w) long -> (cross-entropy in nats per code, {"bits_per_code"})."""
-    logits = model(batch, labels)                     # (B, K, h, w)
-    nll = F.cross_entropy(logits, batch)              # mean over B * h * w codes, nats
+    nll = code_nll(model, batch, labels) / batch.numel()    # mean over B * h * w codes, nats
     return nll, {"bits_per_code": bits_per_code(nll.detach())}
 
 
@@ -47,8 +54,7 @@ def evaluate_prior(model: nn.Module, maps: torch.Tensor, labels: torch.Tensor | 
         for s in range(0, len(maps), batch_size):
             batch = maps[s:s + batch_size].to(device)                               # (B, h, w)
             batch_labels = None if labels is None else labels[s:s + batch_size].to(device)
-            logits = model(batch, batch_labels)                                     # (B, K, h, w)
-            total += float(F.cross_entropy(logits.double(), batch, reduction="sum"))
+            total += float(code_nll(model, batch, batch_labels))
     return bits(total / maps.numel(), tuple(maps.shape[-2:]))
 
 

@@ -9,6 +9,9 @@ extra terms pull codes and encoder outputs together:
 
 Options: EMA codebook updates instead of the codebook loss (paper appendix), codebook initialisation
 from encoder outputs ("data") or their k-means centroids ("kmeans"), and restarts of dead codes.
+For the two baselines (``VQVAEConfig.reference`` and ``misha``): a codebook uniform in +-sqrt(3/D)
+("scaled", Sonnet), EMA statistics started at zero and debiased (``ema_debias``, Sonnet), and beta on the
+codebook term instead of the commitment term (``beta_term="codebook"``, as MishaLaskin/vqvae's code has it).
 
 Precision: distances, losses and EMA arithmetic always run in fp32, with autocast switched off here,
 so the rest of the model can train in bf16 (a known way to blow up VQ training is a bf16 argmin).
@@ -19,6 +22,7 @@ identical on every rank.
 from __future__ import annotations
 
 import functools
+import math
 from typing import NamedTuple
 
 import torch
@@ -29,7 +33,7 @@ from .config import VQVAEConfig
 from .distributed import all_reduce_sum_, broadcast_
 from .metrics import histogram_perplexity
 
-INITS = ("random", "data", "kmeans")
+INITS = ("random", "scaled", "data", "kmeans")
 
 
 class QuantizerOutput(NamedTuple):
@@ -94,7 +98,8 @@ class VectorQuantizer(nn.Module):
 
     def __init__(self, codebook_size: int, embedding_dim: int, beta: float = 0.25, ema: bool = False,
                  ema_decay: float = 0.99, ema_epsilon: float = 1e-5, init: str = "random",
-                 restart_dead: bool = False, dead_threshold: float = 1.0):
+                 restart_dead: bool = False, dead_threshold: float = 1.0, ema_debias: bool = False,
+                 beta_term: str = "commitment"):
         super().__init__()
         if init not in INITS:
             raise ValueError(f"init must be one of {INITS}, got {init!r}")
@@ -107,23 +112,31 @@ class VectorQuantizer(nn.Module):
         self.init = init
         self.restart_dead = restart_dead
         self.dead_threshold = dead_threshold
+        self.ema_debias, self.beta_term = ema_debias, beta_term
         K = codebook_size
-        codes = torch.empty(K, embedding_dim).uniform_(-1 / K, 1 / K)  # (K, D)
+        # "random": uniform in +-1/K (the PyTorch ports: MishaLaskin, zalando); "scaled": uniform in
+        # +-sqrt(3/D), Sonnet's VarianceScaling(distribution="uniform") over its (D, K) embedding shape
+        bound = math.sqrt(3.0 / embedding_dim) if init == "scaled" else 1.0 / K
+        codes = torch.empty(K, embedding_dim).uniform_(-bound, bound)  # (K, D)
         # with EMA the running averages move the codes, not the optimizer
         self.embeddings = nn.Parameter(codes, requires_grad=not ema)
         if ema:
-            # each code starts as one vector lying on itself: N_i = 1, m_i = e_i, so m_i / N_i = e_i
-            self.register_buffer("ema_cluster_size", torch.ones(K))  # N_i
-            self.register_buffer("ema_embed_sum", codes.clone())     # m_i
+            # each code starts as one vector lying on itself: N_i = 1, m_i = e_i, so m_i / N_i = e_i;
+            # debiased (Sonnet): both start at zero and are divided by 1 - decay^t, t = updates so far
+            self.register_buffer("ema_cluster_size", torch.zeros(K) if ema_debias else torch.ones(K))  # N_i
+            self.register_buffer("ema_embed_sum", torch.zeros_like(codes) if ema_debias else codes.clone())  # m_i
+            if ema_debias:
+                self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))  # t
         self.register_buffer("usage", torch.full((K,), float(dead_threshold)))  # EMA of vectors per batch
-        self.register_buffer("initialized", torch.tensor(init == "random"))
+        self.register_buffer("initialized", torch.tensor(init in ("random", "scaled")))
         self.register_buffer("restarts", torch.zeros((), dtype=torch.long))  # codes restarted so far
 
     @classmethod
     def from_config(cls, cfg: VQVAEConfig) -> VectorQuantizer:
         return cls(cfg.codebook_size, cfg.embedding_dim, beta=cfg.beta, ema=cfg.ema,
                    ema_decay=cfg.ema_decay, ema_epsilon=cfg.ema_epsilon, init=cfg.codebook_init,
-                   restart_dead=cfg.restart_dead, dead_threshold=cfg.dead_threshold)
+                   restart_dead=cfg.restart_dead, dead_threshold=cfg.dead_threshold, ema_debias=cfg.ema_debias,
+                   beta_term=cfg.beta_term)
 
     @property
     def codebook(self) -> torch.Tensor:
@@ -140,7 +153,10 @@ class VectorQuantizer(nn.Module):
         e = F.embedding(indices, self.embeddings).float()  # (N, D)
         commitment_loss = F.mse_loss(z, e.detach())
         codebook_loss = z.new_zeros(()) if self.ema else F.mse_loss(e, z.detach())
-        loss = codebook_loss + self.beta * commitment_loss
+        if self.beta_term == "commitment":
+            loss = codebook_loss + self.beta * commitment_loss  # the paper's eq. 3
+        else:
+            loss = self.beta * codebook_loss + commitment_loss  # MishaLaskin/vqvae's models/quantizer.py
         quantized = z + (e - z).detach()  # straight-through: the value of e, the gradient of z
         counts = torch.bincount(indices, minlength=self.codebook_size)  # (K,) this process's batch
         if self.training:
@@ -198,9 +214,14 @@ class VectorQuantizer(nn.Module):
         all_reduce_sum_(embed_sum)
         self.ema_cluster_size.mul_(g).add_(counts.float(), alpha=1 - g)
         self.ema_embed_sum.mul_(g).add_(embed_sum, alpha=1 - g)
-        n = self.ema_cluster_size.sum()
-        size = (self.ema_cluster_size + eps) / (n + K * eps) * n  # (K,)
-        self.embeddings.copy_(self.ema_embed_sum / size.unsqueeze(1))
+        debias = 1.0
+        if self.ema_debias:
+            self.ema_updates += 1
+            debias = 1 - g ** int(self.ema_updates)
+        cluster_size, embed_sum = self.ema_cluster_size / debias, self.ema_embed_sum / debias
+        n = cluster_size.sum()
+        size = (cluster_size + eps) / (n + K * eps) * n  # (K,)
+        self.embeddings.copy_(embed_sum / size.unsqueeze(1))
 
     @torch.no_grad()
     def init_codebook(self, z_flat: torch.Tensor) -> None:

@@ -13,12 +13,17 @@ Two samplers, one result:
   is computed for that one position, from cached horizontal features of row i and the row's vertical
   features. Exact, because of the causal structure (in the spirit of Ramachandran et al. 2017,
   "Fast Generation for Convolutional Autoregressive Models").
+
+A coarse-to-fine prior (``vqvae_lib.coarse``) is sampled in two passes with the same sampler: its coarse
+map from ``top``, then the code map from ``bottom`` conditioned on that whole coarse map. The uniforms of
+the coarse map are drawn first from the same seeded generator, then those of the code map.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
 
+from .coarse import CoarseToFinePrior
 from .pixelcnn import GatedPixelCNN
 from .utils import evaluating
 
@@ -41,28 +46,32 @@ def choose(logits: torch.Tensor, u: torch.Tensor, temperature: float = 1.0, top_
     return (cdf <= target[:, None]).sum(dim=-1).clamp(max=logits.shape[-1] - 1)
 
 
-def uniforms(n: int, shape: tuple[int, int], seed: int) -> torch.Tensor:
+def uniforms(n: int, shape: tuple[int, int], seed: int | torch.Generator) -> torch.Tensor:
     """The randomness of a sampling run: (n, h, w) float64 in [0, 1), in raster order per sample."""
-    return torch.rand(n, *shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    generator = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(seed)
+    return torch.rand(n, *shape, generator=generator, dtype=torch.float64)
 
 
 @torch.no_grad()
-def naive_loop(model: nn.Module, codes: torch.Tensor, labels, u: torch.Tensor, start_row: int, pick) -> None:
+def naive_loop(model: nn.Module, codes: torch.Tensor, labels, u: torch.Tensor, start_row: int, pick,
+               cond: torch.Tensor | None = None) -> None:
     """Fill ``codes`` (n, h, w) from ``start_row`` on, one full forward pass per position."""
     _, H, W = codes.shape
     for i in range(start_row, H):
         for j in range(W):
-            logits = model(codes, labels)[:, :, i, j]                         # (n, K)
+            logits = model(codes, labels, cond)[:, :, i, j]                   # (n, K)
             codes[:, i, j] = pick(logits, u[:, i, j])
 
 
 @torch.no_grad()
-def fast_loop(model: GatedPixelCNN, codes: torch.Tensor, labels, u: torch.Tensor, start_row: int, pick) -> None:
+def fast_loop(model: GatedPixelCNN, codes: torch.Tensor, labels, u: torch.Tensor, start_row: int, pick,
+              cond: torch.Tensor | None = None) -> None:
     """Fill ``codes`` (n, h, w) from ``start_row`` on: the vertical stacks once per row, the horizontal
     stacks once per position (see module docstring). Rows above ``start_row`` are read, not sampled."""
     n, H, W = codes.shape
     p, C, L = model.config.kernel_size // 2, model.config.channels, len(model.layers)
-    biases = [layer.bias(labels) for layer in model.layers]                  # (n, 2C, 1, 1) or 0
+    # label and conditioning-map biases: (n, 2C, 1, 1), (n, 2C, H, W) or 0
+    biases = [layer.bias(labels) + layer.cond_bias(cond) for layer in model.layers]
     dtype = model.embedding.weight.dtype
     # vertical input of each layer, p zero rows on top: map row r at index r + p; layer 0 reads the
     # embedded map shifted down by one row, so embedded row r goes to index r + 1 + p
@@ -81,12 +90,17 @@ def vertical_row(model: GatedPixelCNN, v_in: list[torch.Tensor], i: int, biases)
     links = []
     width = v_in[0].shape[-1]
     for l, layer in enumerate(model.layers):
-        bias = biases[l] + layer.position_bias(slice(i, i + 1), width)        # (n | 1, 2C, 1, W | 1)
+        bias = row_of(biases[l], i) + layer.position_bias(slice(i, i + 1), width)  # (n | 1, 2C, 1, W | 1)
         v, link = layer.vertical(v_in[l][:, :, i:i + p + 1], bias)           # (n, C, 1, W), (n, 2C, 1, W)
         links.append(link)
         if l + 1 < len(v_in):
             v_in[l + 1][:, :, i + p] = v[:, :, 0]
     return links
+
+
+def row_of(bias, i: int):
+    """Row i of a bias that varies by row ((n, 2C, H, W) with H > 1), else the bias itself."""
+    return bias[:, :, i:i + 1] if isinstance(bias, torch.Tensor) and bias.shape[2] > 1 else bias
 
 
 def sample_row(model: GatedPixelCNN, codes: torch.Tensor, i: int, links: list[torch.Tensor], u: torch.Tensor,
@@ -141,15 +155,23 @@ def sample(model: nn.Module, n: int, shape: tuple[int, int] | None = None, *, la
     shape = tuple(shape or (prompt.shape[-2:] if prompt is not None else model.latent_shape))
     if not 0 <= keep_rows <= shape[0]:
         raise ValueError(f"keep_rows must lie in [0, {shape[0]}], got {keep_rows}")
-    if not naive and not isinstance(model, GatedPixelCNN):
+    if not naive and not isinstance(model, (GatedPixelCNN, CoarseToFinePrior)):
         raise ValueError(f"the fast sampler needs a GatedPixelCNN, got {type(model).__name__}: pass naive=True")
     device = next(model.parameters()).device
     codes = _start(n, shape, prompt, keep_rows, device)
-    u = uniforms(n, shape, seed).to(device)
+    generator = torch.Generator().manual_seed(seed)
     loop = naive_loop if naive else fast_loop
+    pick = lambda logits, uu: choose(logits, uu, temperature, top_k)  # noqa: E731
+    labels = _labels(labels, n, device)
     with evaluating(model):
-        loop(model, codes, _labels(labels, n, device), u, keep_rows,
-             lambda logits, uu: choose(logits, uu, temperature, top_k))
+        cond = None
+        if isinstance(model, CoarseToFinePrior):  # the coarse map first, all of it, then the codes given it
+            f = model.config.coarse_factor
+            coarse = model.coarse(codes)                                     # kept rows: their own summary
+            u_top = uniforms(n, coarse.shape[1:], generator).to(device)
+            loop(model.top, coarse, labels, u_top, keep_rows // f, pick)
+            model, cond = model.bottom, model.condition(coarse)
+        loop(model, codes, labels, uniforms(n, shape, generator).to(device), keep_rows, pick, cond)
     return codes
 
 

@@ -243,7 +243,8 @@ class _Run:
 
     def __post_init__(self):
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(self.params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        self.optimizer = torch.optim.AdamW(self.params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay,
+                                           amsgrad=self.cfg.amsgrad)
         self.device = next(self.model.parameters()).device
         self.net = self.model  # what the loss function calls: the model, or its DDP / compiled wrapper
         self.dtype = autocast_dtype(self.cfg, self.device)

@@ -102,15 +102,25 @@ class VQVAE(nn.Module):
         self.quantizer = VectorQuantizer.from_config(cfg)
         self.decoder = Decoder(cfg)
 
+    def to_model(self, x: torch.Tensor) -> torch.Tensor:
+        """Images in [0, 1] -> what the encoder sees: (x - input_offset) * input_scale (the baselines)."""
+        cfg = self.config
+        return x if (cfg.input_offset, cfg.input_scale) == (0.0, 1.0) else (x - cfg.input_offset) * cfg.input_scale
+
+    def to_image(self, y: torch.Tensor) -> torch.Tensor:
+        """The decoder's output -> images in [0, 1] (before clamping): the inverse of ``to_model``."""
+        cfg = self.config
+        return y if (cfg.input_offset, cfg.input_scale) == (0.0, 1.0) else y / cfg.input_scale + cfg.input_offset
+
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         self._check(x)
-        return self.encoder(x)  # (B, D, h, w)
+        return self.encoder(self.to_model(x))  # (B, D, h, w)
 
     def quantize(self, z_e: torch.Tensor) -> QuantizerOutput:
         return self.quantizer(z_e)
 
     def decode(self, z_q: torch.Tensor) -> torch.Tensor:
-        return self.decoder(z_q)  # (B, C, H, W)
+        return self.to_image(self.decoder(z_q))  # (B, C, H, W)
 
     @torch.no_grad()
     def encode_indices(self, x: torch.Tensor) -> torch.Tensor:
@@ -123,8 +133,10 @@ class VQVAE(nn.Module):
 
     def forward(self, x: torch.Tensor) -> VQVAEOutput:
         vq = self.quantize(self.encode(x))
-        x_hat = self.decode(vq.quantized)  # (B, C, H, W)
-        recon_loss = F.mse_loss(x_hat.float(), x.float())
+        y = self.decoder(vq.quantized)  # (B, C, H, W), in the encoder's input range
+        # the MSE where the model works (the baselines: [-0.5, 0.5] or [-1, 1], divided by the data variance)
+        recon_loss = F.mse_loss(y.float(), self.to_model(x).float()) / self.config.recon_divisor
+        x_hat = self.to_image(y)
         return VQVAEOutput(reconstruction=x_hat, indices=vq.indices, loss=recon_loss + vq.loss,
                            recon_loss=recon_loss, vq=vq)
 
