@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +24,10 @@ from vqvae_lib.data import load_dataset
 from vqvae_lib.mni152 import ensure_default_dataset
 
 SPLITS = {"train": 9664, "validate": 1120, "test": 544}
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from vqvae_quality import git_commit, machine  # noqa: E402
 
 
 def write_standin(root: Path, n_total: int, size: int) -> None:
@@ -66,6 +71,7 @@ def main() -> None:
                   "cached_seconds": round(timings["cached"], 3),
                   "decode_slices_per_second": round(n / timings["cold"]),
                   "in_memory_mib": round(sum(s.images.numel() + s.masks.numel() for s in sets) / 2**20, 1)}
+        record.update(machine=machine(), commit=git_commit(), date=time.strftime("%Y-%m-%d %H:%M"))
         print(json.dumps(record))
         out = Path(__file__).resolve().parent / "results" / "data-loading.json"
         out.write_text(json.dumps(record, indent=1))

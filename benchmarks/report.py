@@ -57,17 +57,23 @@ def scored_on(r: dict) -> str:
     return OLD_KAGGLE_SPLIT if r["data"] == "kaggle" else "test, by subject"
 
 
+def short_cpu(m: dict) -> str:
+    """The CPU of a record's machine in a few words ("AMD EPYC", "Intel Xeon")."""
+    return m["cpu"].replace("(R)", "").replace(" Processor", "").replace("  ", " ").strip()
+
+
 def quality_table(records: list[dict]) -> list[str]:
-    rows = ["| data | model | training time | held-out slices | scored on | mean SSIM | PSNR (dB) | "
-            "codes used (of 512) | steps | train images/s | measured |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| data | model | training time | held-out slices | scored on | mean SSIM | brain SSIM | PSNR (dB) | "
+            "codes used (of 512) | steps | train images/s | CPU | measured |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in records:
         tr, ev = r["train"], r["eval"]
         budget = f"{tr['train_seconds'] / 60:.0f} min" + (" (class profile)" if "class-budget" in r["name"] else "")
+        brain = f"{ev['ssim_brain_mean']:.4f}" if "ssim_brain_mean" in ev else "-"
         rows.append(f"| {r['data']} | {label(r)} | {budget} | {ev['n_images']} | {scored_on(r)} | "
-                    f"**{ev['ssim_mean']:.4f}** | "
+                    f"**{ev['ssim_mean']:.4f}** | {brain} | "
                     f"{ev['psnr_mean']:.2f} | {ev['active_codes']} | {tr['steps']} | {tr['images_per_second']:.0f} | "
-                    f"{r['date'][:10]} {r.get('commit') or ''} |")
+                    f"{short_cpu(r['machine'])} | {r['date'][:10]} {r.get('commit') or ''} |")
     return rows
 
 
@@ -77,8 +83,8 @@ def ssim_figure(records: list[dict]) -> Path:
         for r in (r for r in records if r["data"] == data and "class-budget" not in r["name"]):
             minutes = [s / 60 for s, _ in r["curve"]]
             ssim = [v for _, v in r["curve"]]
-            style, color = {"ours": ("-o", "tab:blue"), "reference": ("--s", "tab:green")}.get(
-                label(r), ("-^", "tab:orange"))
+            style, color = {"ours": ("-o", "tab:blue"), "reference": ("--s", "tab:green"),
+                             "misha": (":d", "tab:red")}.get(label(r), ("-^", "tab:orange"))
             ax.plot(minutes, ssim, style, color=color, ms=3,
                     label=f"{label(r)}: held-out {r['eval']['ssim_mean']:.3f}")
         ax.set(title={"kaggle": "real OASIS-derived slices (kaggle)", "default": "built-in MNI152 slices"}[data],
@@ -130,8 +136,9 @@ def verdict(run: dict) -> list[str]:
             "measured here), so on a CPU it is an opt-in (`--precision bf16`).",
             f"- **channels_last** {g('vqvae', 'channels_last')} (VQ-VAE), {g('prior', 'channels_last')} (prior): an "
             "option (`--channels-last`), not a default, until it is measured on more machines (MPS, GPUs).",
-            f"- **torch.compile** {g('vqvae', 'compile')} (VQ-VAE), {g('prior', 'compile')} (prior) after 15-30 s of "
-            "compilation: not worth it for minutes-long CPU runs; an option (`--compile`) for long GPU runs.",
+            f"- **torch.compile** {g('vqvae', 'compile')} (VQ-VAE), {g('prior', 'compile')} (prior) in steady state, "
+            "after compiling at the start of every run: not worth it for minutes-long CPU runs; an option "
+            "(`--compile`) for long GPU runs.",
             f"- **torchrun** with 2 single-thread processes on 2 cores: {g('vqvae', 'torchrun x2')} (VQ-VAE), "
             f"{g('prior', 'torchrun x2')} (prior): one process already uses both cores. It is for several GPUs or "
             "nodes; its correctness is what the 2-process gloo test checks.", ""]
@@ -187,7 +194,8 @@ def sample_figure(records: list[dict]) -> Path:
     from vqvae_lib.plotting_prior import sample_quality_comparison
 
     same = [r for r in records if r["data"] == "default" and r["sampling"]["temperature"] == 1.0
-            and r["variant"] in ("position", "no-position", "prior-bf16")]
+            and not r["sampling"]["top_k"] and not r["sampling"].get("seed")
+            and r["variant"] in ("position", "no-position", "prior-bf16", "coarse")]
     fig = sample_quality_comparison(same, "built-in data, VQ-VAE 3 min + prior 4 min (one VQ-VAE): 256 samples each")
     path = FIGURES / "bench_sample_quality.png"
     fig.savefig(path, dpi=110, metadata=figure_metadata("benchmark"))
@@ -201,8 +209,9 @@ def sample_table(records: list[dict]) -> list[str]:
     for r in records:
         vq, prior, ev = r["vqvae"], r["prior"], r["vqvae"]["test"]
         cells = " | ".join(f"**{_value(r['samples'], k)}** ({_value(r['real'], k)})" for k, _, _ in SAMPLE_MEASURES)
-        sampling = f"T = {r['sampling']['temperature']:g}" + (f", top-k {r['sampling']['top_k']}"
-                                                                if r["sampling"]["top_k"] else "")
+        sampling = (f"T = {r['sampling']['temperature']:g}"
+                    + (f", top-k {r['sampling']['top_k']}" if r["sampling"]["top_k"] else "")
+                    + (f", seed {r['sampling']['seed']}" if r["sampling"].get("seed") else ""))
         rows.append(f"| {r['data']} ({r['split_kind']}) | {r['variant']} | {sampling} | "
                     f"{vq['minutes']:g} + {prior['minutes']:g} "
                     f"({vq['steps']} + {prior['steps']}) | {ev['ssim_mean']:.3f} / {ev['ssim_brain_mean']:.3f} | "
@@ -210,20 +219,99 @@ def sample_table(records: list[dict]) -> list[str]:
     return rows
 
 
-README_VARIANTS = ("class", "position", "no-position")   # the README's sample table: the class profile, and what
-# the position biases buy (position and no-position share one VQ-VAE and one budget)
+README_VARIANTS = ("class", "position", "no-position", "coarse")  # the README's sample table: the class profile, and
+# what position and the coarse-to-fine prior buy (position, no-position and coarse share one VQ-VAE and one budget)
 
 
-def write_readme_block(name: str, rows: list[str]) -> None:
-    """Replace the lines between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` in README.md with ``rows``:
-    the README's tables come from the records too."""
-    path = ROOT / "README.md"
-    text = path.read_text()
+def in_readme(r: dict) -> bool:
+    """The README's sample rows: those variants at T = 1, plain and with the profile's top-k (every seed)."""
+    from vqvae_lib.config import get_profile
+
+    s = r["sampling"]
+    return (r["variant"] in README_VARIANTS and s["temperature"] == 1.0
+            and s["top_k"] in (None, get_profile("class").sampling.top_k))
+
+
+# the README's reconstruction rows: one machine, the three-part split, ours against both baselines
+README_QUALITY = ("ours-kaggle-128-10min", "reference-kaggle-128-10min", "misha-kaggle-128-10min",
+                  "ours-kaggle-128-class-budget", "ours-default-128-10min")
+
+
+def headline_rows() -> list[str]:
+    """The README's table of headline numbers, each from its record (named in the last column)."""
+    rows = ["| what | number | record (machine) |", "|---|---|---|"]
+    for name in README_QUALITY:
+        r = load(name)
+        if r is None:
+            continue
+        ev, tr = r["eval"], r["train"]
+        brain = f", brain SSIM {ev['ssim_brain_mean']:.4f}" if "ssim_brain_mean" in ev else ""
+        budget = "the class profile's budget" if "class-budget" in name else f"{tr['train_seconds'] / 60:.0f} min"
+        rows.append(f"| {r['data']}, {label(r)}, {budget}: SSIM on {ev['n_images']} held-out slices ({scored_on(r)}) "
+                    f"| **{ev['ssim_mean']:.4f}**{brain}; {ev['active_codes']} of 512 codes used, {tr['steps']} steps "
+                    f"| `{name}` ({short_cpu(r['machine'])}) |")
+    for run in sorted(RESULTS.glob("throughput-*.json")):
+        run = json.loads(run.read_text())
+        for r in run["records"]:
+            unit = "images/s" if r["model"] == "vqvae" else "code maps/s"
+            rows.append(f"| training throughput, {r['model']}, {r['variant']} ({r['processes']} process x "
+                        f"{r['threads_per_process']} threads, batch {r['batch_per_process']}) | {r['rate']:.0f} {unit} "
+                        f"| `{run_name(run)}` ({short_cpu(run['machine'])}) |")
+    sampler = load("sampler-trained-n16-t2")
+    if sampler:
+        rows.append(f"| sampling 16 code maps of 32x32 (class prior, {sampler['threads']} threads) | fast sampler "
+                    f"**{sampler['fast_seconds']} s**, naive {sampler['naive_seconds']} s ({sampler['speedup']}x, "
+                    f"identical maps: {sampler['identical']}) | `sampler-trained-n16-t2` "
+                    f"({short_cpu(sampler['machine']) if 'machine' in sampler else '-'}) |")
+    loading = load("data-loading")
+    if loading:
+        rows.append(f"| loading {loading['slices']:,} slices of {loading['file_size']}x{loading['file_size']} "
+                    f"(OASIS-sized) | {loading['decode_seconds']} s decoding, **{loading['cached_seconds']} s** from "
+                    f"the cache | `data-loading` ({short_cpu(loading['machine']) if 'machine' in loading else '-'}) |")
+    return rows
+
+
+def run_name(run: dict) -> str:
+    return f"throughput-{run['device']}"
+
+
+def notebook_rows() -> list[str]:
+    """Each notebook's time and peak memory from scratch (``benchmarks/notebook_times.py``)."""
+    r = load("notebook-times-class")
+    if r is None:
+        return ["Not measured yet: `python benchmarks/notebook_times.py`."]
+    rows = [f"| notebook | from scratch, class profile | peak memory | within {r['limits']['seconds'] // 60} min "
+            f"and {r['limits']['peak_rss_mb'] / 1024:.0f} GB |", "|---|---|---|---|"]
+    for nb in r["notebooks"]:
+        rows.append(f"| `{nb['notebook']}` | {nb['seconds'] / 60:.1f} min | {nb['peak_rss_mb'] / 1024:.1f} GB | "
+                    f"{'yes' if nb['within_limits'] else '**no**'} |")
+    rows += ["", f"Measured by `python benchmarks/notebook_times.py` (record `notebook-times-class`: "
+                 f"{describe(r['machine'])}; {r['date'][:10]} {r.get('commit') or ''}), every notebook in order "
+                 "in a fresh `VQVAE_HOME`: the built-in data is built and every model trained inside the notebooks."]
+    return rows
+
+
+def readme_blocks(samples: list[dict]) -> dict[str, list[str]]:
+    """Every generated block of README.md, by name (``<!-- NAME:start -->`` ... ``<!-- NAME:end -->``)."""
+    return {"headline": headline_rows(), "notebook-times": notebook_rows(),
+            "sample-quality": sample_table([r for r in samples if in_readme(r)])}
+
+
+def replace_block(text: str, name: str, rows: list[str]) -> str:
+    """``text`` with the lines between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` replaced by ``rows``."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     if start not in text or end not in text:
         raise SystemExit(f"README.md has no {start} ... {end} block")
     head, rest = text.split(start, 1)
-    path.write_text(head + start + "\n" + "\n".join(rows) + "\n" + end + rest.split(end, 1)[1])
+    return head + start + "\n" + "\n".join(rows) + "\n" + end + rest.split(end, 1)[1]
+
+
+def readme_text() -> str:
+    """README.md as ``report.py`` would write it from the records now (a test compares it with the file)."""
+    text = (ROOT / "README.md").read_text()
+    for name, rows in readme_blocks(sample_records()).items():
+        text = replace_block(text, name, rows)
+    return text
 
 
 def main() -> None:
@@ -241,14 +329,19 @@ def main() -> None:
              "`../shared/data/oasis-kaggle/train` (5,121 real OASIS-derived slices, split by file: no subject ids in "
              "the file names; the rows measured before the three-part split were scored on the validate part of an "
              "80/20 split, see 'scored on'); "
-             "`default` is the built-in MNI152 set (its test subjects). `reference` is the DeepMind Sonnet example's "
-             "configuration (128 channels, random codebook, Adam 3e-4, batch 32); `ours` is the class profile "
-             "(64 channels, data-initialised EMA codebook with restarts, AdamW 2e-3 with warm-up and cosine decay, "
-             "batch 8).", "",
+             "`default` is the built-in MNI152 set (its test subjects). `ours` is the class profile (64 channels, "
+             "data-initialised EMA codebook with restarts, AdamW 2e-3 with warm-up and cosine decay, batch 8). "
+             "The baselines as their authors configured them (sources in `VQVAEConfig.reference` and "
+             "`VQVAEConfig.misha`): `reference` is the DeepMind Sonnet example (128 channels, EMA codebook uniform in "
+             "+-sqrt(3/D) with zero-started debiased statistics, inputs in [-0.5, 0.5], MSE divided by the data "
+             "variance, Adam 3e-4, batch 32); `misha` is MishaLaskin/vqvae (the same sizes, codebook loss with beta on "
+             "the codebook term as its code has it, codebook uniform in +-1/K, inputs in [-1, 1], MSE divided by the "
+             "data variance, Adam 3e-4 with amsgrad, batch 32). Reference rows measured before the faithful "
+             "configuration (random codebook in +-1/K, EMA statistics started at one) were replaced by the rerun.", "",
              *quality_table(quality), "",
              f"![SSIM against training time](../figures/{ssim_figure(quality).name})", "",
              "Commands: `python benchmarks/vqvae_quality.py --data kaggle --minutes 10 --model ours` "
-             "(`--model reference --eval-every 100`, `--profile class` for the class budget, `--data default`).", ""]
+             "(`--model reference`, `--model misha`, `--profile class` for the class budget, `--data default`).", ""]
     samples = sample_records()
     if samples:
         lines += ["## Sample quality: do new slices look like real ones?", "",
@@ -304,8 +397,7 @@ def main() -> None:
         lines += ["", "Commands: `python benchmarks/data_loading.py` (the stand-in) and `benchmarks/vqvae_quality.py` "
                   "(each quality record times its own data).", ""]
     (ROOT / "benchmarks" / "RESULTS.md").write_text("\n".join(lines))
-    if samples:
-        write_readme_block("sample-quality", sample_table([r for r in samples if r["variant"] in README_VARIANTS]))
+    (ROOT / "README.md").write_text(readme_text())
     print("\n".join(lines))
 
 

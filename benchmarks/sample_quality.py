@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-n", type=int, default=256, help="samples to draw and score")
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top-k", type=int)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="sampling seed, and the seed of the measures (pairs, critic folds); another seed is a "
+                             "second draw of the same settings: the run-to-run spread")
     parser.add_argument("--threads", type=int)
     args = parser.parse_args(argv)
 
@@ -104,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     sample(prior, 16, labels=None if labels is None else labels[:16], seed=1, temperature=args.temperature,
            top_k=args.top_k)
     seconds_16 = time.perf_counter() - t0
-    codes = sample(prior, args.n, labels=labels, seed=0, temperature=args.temperature, top_k=args.top_k)
+    codes = sample(prior, args.n, labels=labels, seed=args.seed, temperature=args.temperature, top_k=args.top_k)
     samples = decode(vqvae, codes)                                               # (n, 1, S, S) in [0, 1]
 
     train = load_dataset(source, "train", profile.image_size)
@@ -112,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     depth = train_maps.label_kind == "depth" and labels is not None
     scored = time.perf_counter()
     report = measure(samples, test.images, train.images, train_labels=train_maps.labels if depth else None,
-                     requested_labels=labels if depth else None, seed=0)
+                     requested_labels=labels if depth else None, seed=args.seed)
     ceiling = real_ceiling(test.images, train.images, n=min(args.n, len(test.images) // 2),
                            train_labels=train_maps.labels if depth else None,
                            real_labels=test_maps.labels if depth else None, seed=0)
@@ -123,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         name += f"-{args.vqvae_minutes:g}+{args.prior_minutes:g}min"
     if args.temperature != 1.0 or args.top_k:
         name += f"-t{args.temperature:g}" + (f"-k{args.top_k}" if args.top_k else "")
+    if args.seed:
+        name += f"-seed{args.seed}"
     grid = plotting.image_grid(samples[:32], ncols=8, size=1.3,
                                suptitle=f"{args.data}, {args.variant}: samples 1-32 of {args.n}")
     grid_path = ROOT / "build" / "bench" / f"{name}.png"
@@ -138,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                   "train_seconds": round(prior_fit.train_seconds, 1), "precision": prior_train.precision,
                   "test_bits_per_code": test_bits["bits_per_code"],
                   "val_bits_per_code": prior_fit.history.get("val_bits_per_code", [None])[-1]},
-        "sampling": {"n": args.n, "temperature": args.temperature, "top_k": args.top_k, "seed": 0,
+        "sampling": {"n": args.n, "temperature": args.temperature, "top_k": args.top_k, "seed": args.seed,
                      "seconds_for_16": round(seconds_16, 2)},
         "samples": report.summary(), "real": ceiling.summary(), "scoring_seconds": round(scoring_seconds, 1),
         "wall_seconds": round(time.perf_counter() - started, 1), "grid": str(grid_path.relative_to(ROOT)),

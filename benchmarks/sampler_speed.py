@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -25,6 +26,10 @@ from vqvae_lib.pixelcnn import GatedPixelCNN
 from vqvae_lib.sampling import sample
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from vqvae_quality import git_commit, machine  # noqa: E402
 
 
 def profile_prior(name: str) -> GatedPixelCNN:
@@ -70,6 +75,7 @@ def main() -> None:
             fast = timed(model, args.n, naive=False, rows=rows)[1]
         record.update(naive_seconds=round(naive_seconds, 2), naive_rows_timed=rows,
                       speedup=round(naive_seconds / fast_seconds, 1), identical=bool(torch.equal(fast, naive)))
+    record.update(machine=machine(), commit=git_commit(), date=time.strftime("%Y-%m-%d %H:%M"))
     tag = "trained" if args.prior else args.profile
     out = ROOT / "benchmarks" / "results" / f"sampler-{tag}-n{args.n}-t{args.threads}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -54,11 +54,22 @@ def test_train_resume_and_evaluate(tiny_source, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["n_images"] == 20
     assert main([*evaluate, "--split", "train"]) == 0  # every training slice has itself in training
     assert json.loads(capsys.readouterr().out)["leakage_share_ssim_0.9"] == 1.0
-    assert main([*evaluate, "--group-by", r"/(\d+)\.png$"]) == 0  # a/3.png and b/3.png: group "3"
+    assert main([*evaluate, "--group-by", r"/(\d+)\.png$"]) == 2  # trained by file: its test split is not held out
+    assert "trained on a split by file" in capsys.readouterr().err
+
+    grouped_run = tmp_path / "grouped"                                # a/3.png and b/3.png: group "3"
+    assert main(["train-vqvae", "--data", str(tiny_source), "--image-size", "32", "--profile", "smoke",
+                 "--steps", "2", "--batch-size", "4", "--group-by", r"/(\d+)\.png$", "--out", str(grouped_run),
+                 "--no-progress"]) == 0
+    capsys.readouterr()
+    evaluate = ["evaluate", "--checkpoint", str(grouped_run / "vqvae.pt"), "--data", str(tiny_source), "--json"]
+    assert main(evaluate) == 0                                        # the checkpoint's own grouping
     grouped = json.loads(capsys.readouterr().out)
     assert grouped["split_kind"] == r"by group (/(\d+)\.png$)" and grouped["n_images"] == 2
-    assert main([*evaluate, "--group-by", r"^(\w+)/"]) == 2  # the class folders: 2 groups, too few
-    assert "at least 3 groups" in capsys.readouterr().err
+    assert main([*evaluate, "--group-by", r"^(\w+)/"]) == 2           # another grouping: refused
+    assert "group_by" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="at least 3 groups"):         # the class folders: 2 groups, too few
+        load_dataset(str(tiny_source), "test", 32, group_by=r"^(\w+)/")
 
 
 def test_the_seed_decides_the_initial_weights_and_the_first_steps(tiny_source, tmp_path, capsys):

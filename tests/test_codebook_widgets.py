@@ -10,7 +10,7 @@ from vqvae_lib.data import SliceDataset
 from vqvae_lib.plotting import figure_png
 from vqvae_lib.quantizer import flatten
 from vqvae_lib.vqvae import VQVAE
-from vqvae_lib.widgets import CodebookSizeLab, CodeExplorer, LatentPainter
+from vqvae_lib.widgets import PROMPT, CodebookSizeLab, CodeExplorer, LatentPainter
 
 K = 16
 
@@ -73,7 +73,8 @@ def test_code_explorer_responds(model, data):
     shown = explorer.image.value
     dead = int(explorer.stats.dead[0])
     explorer.pick.value = dead  # the "dead codes" entries of the list
-    assert explorer.code.value == dead and explorer.pick.value is None
+    assert explorer.code.value == dead and explorer.pick.value == PROMPT
+    assert explorer.pick.label.startswith("most used")                 # the prompt shows, never a blank box
     assert explorer.image.value != shown and "dead" in explorer.info.value
     assert explorer.slices_with(dead) == []
     assert len(CodeExplorer(model, data.images, limit=2).images) == 2

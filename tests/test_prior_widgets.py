@@ -72,3 +72,13 @@ def test_sample_quality_comparison_draws_each_variant_and_the_real_ceiling():
     assert [t.get_text() for t in axes[0].get_xticklabels()] == ["a", "b"]
     dashed = [line.get_ydata()[0] for line in axes[0].lines if line.get_linestyle() == "--"]
     assert dashed == [0.8]
+
+
+def test_player_keeps_the_position_the_notebook_sets():
+    prior, vqvae = tiny_models(n_labels=2)
+    player = RasterScanPlayer(prior, vqvae)
+    assert player.play.value == player.position.value                 # Play starts where the slider is
+    player.position.value = 5
+    assert player.play.value == 5                                     # and follows the slider set from Python
+    assert player.link.source == (player.position, "value")           # the browser copies slider -> Play
+    assert player.link.target == (player.play, "value")

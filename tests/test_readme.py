@@ -24,3 +24,14 @@ def test_readme_torchrun_commands_parse():
         assert launcher.module and launcher.training_script == "vqvae_lib", words
         ours = build_parser().parse_args(launcher.training_script_args)
         assert ours.command in ("train-vqvae", "train-prior") and ours.out
+
+
+def test_readme_numbers_agree_with_the_records():
+    """The README's generated tables (headline numbers, notebook times, sample quality) are what
+    ``benchmarks/report.py`` writes from ``benchmarks/results/*.json`` now: rerun it after a new record."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("report", README.parent / "benchmarks" / "report.py")
+    report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(report)
+    assert README.read_text() == report.readme_text(), "README.md is stale: run python benchmarks/report.py"

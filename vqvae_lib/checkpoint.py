@@ -27,7 +27,8 @@ CHECKPOINT_FORMAT = "vqvae_lib.checkpoint.v1"
 # TrainConfig fields that change speed or bookkeeping, not the run: a resumed run may set them differently
 FREE_TRAIN_FIELDS = ("eval_every", "checkpoint_every", "precision", "channels_last", "compile")
 BUDGET_FIELDS = ("steps", "minutes")   # may change only to extend a finished run, and only when asked
-FREE_META_FIELDS = ("source", "vqvae_path")   # paths: data and checkpoints may move (fingerprints decide)
+FREE_META_FIELDS = ("source", "vqvae_path",   # paths: data and checkpoints may move (fingerprints decide)
+                    "split_kind")              # a description of the split; the data fingerprint and group_by decide
 
 
 def save_checkpoint(payload: dict, path: str | Path) -> None:
@@ -94,6 +95,8 @@ def load_vqvae(path: str | Path, device: torch.device | None = None) -> VQVAE:
     model = VQVAE(VQVAEConfig(**ckpt["meta"]["config"])).to(device or get_device())
     model.load_state_dict(ckpt["model"])
     model.image_size = int(ckpt["meta"]["image_size"])
+    model.group_by = ckpt["meta"].get("group_by")  # how its source was split (None: by file / the source's own)
+    model.split_kind = ckpt["meta"].get("split_kind")
     return model.eval()
 
 

@@ -2,9 +2,8 @@
 who outgrow the notebooks.
 
     python -m vqvae_lib train-vqvae --data SOURCE --image-size 128 [--profile class]
-                                    [--minutes 10 | --steps N] --out runs/NAME
-    python -m vqvae_lib evaluate --checkpoint runs/NAME/vqvae.pt --data SOURCE [--split test] [--group-by REGEX]
-                                 --json
+                                    [--minutes 10 | --steps N] [--group-by REGEX] --out runs/NAME
+    python -m vqvae_lib evaluate --checkpoint runs/NAME/vqvae.pt --data SOURCE [--split test] --json
     python -m vqvae_lib train-prior --vqvae runs/NAME/vqvae.pt --data SOURCE [--profile class]
                                     [--minutes M | --steps N] --out runs/NAME
     python -m vqvae_lib sample --vqvae runs/NAME/vqvae.pt --prior runs/NAME/prior.pt -n 16 [--label L]
@@ -98,15 +97,18 @@ def build_parser() -> argparse.ArgumentParser:
                        help="'reference': the DeepMind Sonnet example's configuration (Adam 3e-4, batch 32); "
                             "'misha': MishaLaskin/vqvae's (Adam 3e-4 amsgrad, batch 32, codebook loss)")
     _training_options(train, "run folder: writes OUT/vqvae.pt and OUT/history.json")
+    train.add_argument("--group-by", metavar="REGEX",
+                       help="split a source without splits of its own by group, not by file: the regex's group "
+                            "(named 'group', else the first) in each file's path relative to the source names its "
+                            "group, e.g. a subject id; stored in the checkpoint, so evaluation, code maps and the "
+                            "prior use the same split")
 
     ev = sub.add_parser("evaluate", help="score a trained VQ-VAE on a split")
     ev.add_argument("--checkpoint", required=True)
     ev.add_argument("--data", default="default")
     ev.add_argument("--split", help="default: test (the source's own, else its seeded 80/10/10 split)")
     ev.add_argument("--group-by", metavar="REGEX",
-                    help="split a source without splits of its own by group, not by file: the regex's group "
-                         "(named 'group', else the first) in each file's path relative to the source names its "
-                         "group, e.g. a subject id; use the same REGEX as in training")
+                    help="default: the checkpoint's own (see train-vqvae --group-by); another one is refused")
     ev.add_argument("--json", action="store_true", help="print one JSON object")
     ev.add_argument("--device")
     ev.add_argument("--threads", type=_positive(int))
@@ -122,8 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
     smp.add_argument("--prior", required=True)
     smp.add_argument("-n", type=_positive(int), default=16, help="number of samples (default: %(default)s)")
     smp.add_argument("--label", help="a conditional prior's label (a name or an index); default: each in turn")
-    smp.add_argument("--temperature", type=_positive(float), default=1.0)
-    smp.add_argument("--top-k", type=_positive(int))
+    smp.add_argument("--profile", choices=PROFILES, help="whose sampling settings are the defaults (default: "
+                                                         "$VQVAE_PROFILE or class)")
+    smp.add_argument("--temperature", type=_positive(float), help="default: the profile's")
+    smp.add_argument("--top-k", type=int, help="keep the k likeliest codes; 0: all of them (default: the profile's)")
     smp.add_argument("--seed", type=int, default=0)
     smp.add_argument("--naive", action="store_true", help="the reference sampler (a full forward pass per code)")
     smp.add_argument("--out", required=True, help="PNG file for the grid of decoded samples")
@@ -150,7 +154,7 @@ def _train_config(args) -> tuple[VQVAEConfig, TrainConfig, int]:
     if args.model in BASELINES:
         make_config, baseline_train = BASELINES[args.model]
         # both divide the reconstruction MSE by the variance of the training slices in [0, 1]
-        variance = float(load_dataset(args.data, "train", size).images.float().div(255).var())
+        variance = float(load_dataset(args.data, "train", size, group_by=args.group_by).images.float().div(255).var())
         model_cfg = make_config().with_data_variance(variance)
         train_cfg = replace(baseline_train, eval_every=profile.vqvae_train.eval_every)
     else:
@@ -170,7 +174,7 @@ def cmd_train(args) -> int:
     device = distributed.setup(get_device(args.device))
     started = time.perf_counter()
     result = train_vqvae(args.data, args.out, model_cfg, train_cfg, size, device=device,
-                         progress=not args.no_progress, extend=args.extend)
+                         progress=not args.no_progress, extend=args.extend, group_by=args.group_by)
     history = result.history
     summary = {
         "checkpoint": str(result.checkpoint), "steps": result.step, "planned_steps": result.planned_steps,
@@ -232,7 +236,18 @@ def _label_index(label: str | None, names: list[str]) -> int | None:
                      f"{', '.join(names)}")
 
 
+def sampling_settings(args) -> tuple[float, int | None]:
+    """(temperature, top_k): the command line's where given, else the profile's ``sampling``; top-k 0 is all."""
+    defaults = get_profile(args.profile).sampling
+    temperature = args.temperature if args.temperature is not None else defaults.temperature
+    top_k = defaults.top_k if args.top_k is None else args.top_k or None
+    if top_k is not None and top_k < 0:
+        raise ValueError(f"--top-k must be >= 0 (0: every code), got {top_k}")
+    return temperature, top_k
+
+
 def cmd_sample(args) -> int:
+    args.temperature, args.top_k = sampling_settings(args)
     device = get_device(args.device)
     vqvae = load_vqvae(args.vqvae, device)
     prior = load_prior(args.prior, device, vqvae_path=args.vqvae)

@@ -91,11 +91,11 @@ def _cache_path(vqvae_path: Path, split: str, data_fingerprint: str) -> Path:
     return cache_file(vqvae_path.parent / "codes", f"{vqvae_path.stem}-{split}-{data_fingerprint}")
 
 
-def _depth_range(source, image_size: int, dataset: SliceDataset) -> tuple[int, int] | None:
+def _depth_range(source, image_size: int, dataset: SliceDataset, group_by: str | None = None) -> tuple[int, int] | None:
     """The train split's range of slice indices: the same bucket edges for every split."""
     if dataset.slice_index is None:
         return None
-    train = dataset if dataset.split == "train" else load_dataset(source, "train", image_size)
+    train = dataset if dataset.split == "train" else load_dataset(source, "train", image_size, group_by=group_by)
     return int(train.slice_index.min()), int(train.slice_index.max())
 
 
@@ -108,12 +108,13 @@ def load_code_maps(vqvae_path, source: str = "default", split: str = "train", *,
     """
     vqvae_path = Path(vqvae_path)
     vqvae = load_vqvae(vqvae_path, device or get_device())
-    dataset = load_dataset(source, split, vqvae.image_size)
+    dataset = load_dataset(source, split, vqvae.image_size, group_by=vqvae.group_by)  # the VQ-VAE's own split
     key = f"v{CACHE_VERSION}-{checkpoint_fingerprint(vqvae_path)}-{dataset.fingerprint}-b{n_buckets}"
     path = _cache_path(vqvae_path, split, dataset.fingerprint)
     cached = read_cache(path, key) if cache else None
     if cached is None:
-        labels, names, kind = conditioning_labels(dataset, n_buckets, _depth_range(source, vqvae.image_size, dataset))
+        labels, names, kind = conditioning_labels(dataset, n_buckets,
+                                                  _depth_range(source, vqvae.image_size, dataset, vqvae.group_by))
         cached = {"key": key, "indices": encode_images(vqvae, dataset.images, batch_size).int(),
                   "labels": labels, "label_names": names, "label_kind": kind}
         if cache:

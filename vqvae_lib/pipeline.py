@@ -53,22 +53,26 @@ def held_out(source: str, image_size: int, split: str | None = None, group_by: s
 
 def train_vqvae(source: str, out_dir: str | Path, model_cfg: VQVAEConfig, train_cfg: TrainConfig,
                 image_size: int, *, device: torch.device | None = None, progress: bool = True,
-                val_images: int = VAL_IMAGES, extend: bool = False) -> FitResult:
+                val_images: int = VAL_IMAGES, extend: bool = False, group_by: str | None = None) -> FitResult:
     """Train (or resume, or just load when finished) ``out_dir/vqvae.pt``; history goes to history.json.
 
-    Validation uses the source's ``validate`` split. The generators are seeded with ``train_cfg.seed`` before
+    Validation uses the source's ``validate`` split; ``group_by`` (a regex, see ``data.load_dataset``) splits a
+    source without splits of its own by group instead of by file, and is stored in the checkpoint: evaluation,
+    code maps and the prior then use the same split. The generators are seeded with ``train_cfg.seed`` before
     the model is built, so one seed gives one set of initial weights. ``extend``: see ``train.fit``.
     """
     device = device or get_device()
     with distributed.main_first():  # under torchrun, rank 0 builds the data cache, the others read it
-        train_set = load_dataset(source, "train", image_size)
-        val_set = load_dataset(source, "validate", image_size)
+        train_set = load_dataset(source, "train", image_size, group_by=group_by)
+        val_set = load_dataset(source, "validate", image_size, group_by=group_by)
     out_dir = Path(out_dir)
     set_seed(train_cfg.seed)
     model = VQVAE(model_cfg).to(device)
     model.image_size = image_size
     meta = {"kind": "vqvae", "config": model_cfg.to_dict(), "image_size": image_size,
-            "source": str(train_set.source), "layout": train_set.layout}
+            "source": str(train_set.source), "layout": train_set.layout, "split_kind": train_set.split_kind}
+    if group_by is not None:
+        meta["group_by"] = group_by
     result = fit(model, train_set.images, vqvae_loss, train_cfg, checkpoint=out_dir / "vqvae.pt",
                  validate=reconstruction_validator(val_set.images[:val_images]), meta=meta,
                  fingerprint=train_set.fingerprint, progress=progress, extend=extend)
@@ -112,11 +116,25 @@ def load_or_train_variant(profile: Profile | str | None, source: str, name: str,
                        profile.demo_image_size, progress=progress)
 
 
+def model_group_by(model: VQVAE, group_by: str | None) -> str | None:
+    """The grouping a model's source was split with at training (``load_vqvae`` sets ``model.group_by``);
+    refuses another one, whose test split would hold slices the model trained on."""
+    trained = getattr(model, "group_by", None)
+    if group_by is not None and trained is not None and group_by != trained:
+        raise ValueError(f"this VQ-VAE was trained on a split made with group_by={trained!r}; scoring a split made "
+                         f"with group_by={group_by!r} would score slices it trained on")
+    if group_by is not None and trained is None and getattr(model, "split_kind", None) == "by file":
+        raise ValueError(f"this VQ-VAE was trained on a split by file; scoring a split made with "
+                         f"group_by={group_by!r} would score slices it trained on: train with the same group_by")
+    return group_by if group_by is not None else trained
+
+
 def evaluate_vqvae(model: VQVAE, source: str, split: str | None = None, image_size: int | None = None,
                    limit: int | None = None, group_by: str | None = None) -> ReconstructionEval:
     """Per-image SSIM (whole image and brain only) / PSNR / MSE and code usage of ``model`` on a split
-    (default: the held-out one); the brain is the split's tissue mask where it has one."""
-    dataset = held_out(source, image_size or _image_size_of(model), split, group_by)
+    (default: the held-out one); the brain is the split's tissue mask where it has one. The split is made as
+    the model's was at training (``model_group_by``)."""
+    dataset = held_out(source, image_size or _image_size_of(model), split, model_group_by(model, group_by))
     return _evaluate_on(model, dataset, limit)
 
 
@@ -132,6 +150,7 @@ def evaluation_report(model: VQVAE, source: str, split: str | None = None, image
     (``split_kind``) and ``leakage_share_ssim_0.9``: the share of its slices whose most similar slice of the
     train split has SSIM above 0.9 (``leakage.leakage_share``; 1 when the split scored is ``train`` itself)."""
     size = image_size or _image_size_of(model)
+    group_by = model_group_by(model, group_by)
     dataset = held_out(source, size, split, group_by)
     summary = _evaluate_on(model, dataset, limit).summary()
     train = load_dataset(source, "train", size, group_by=group_by)

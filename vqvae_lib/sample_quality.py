@@ -448,12 +448,9 @@ def benchmark_records(data: str = "default", budget: str | None = None,
     "kaggle"), read from benchmarks/results/: the class budget's (3 + 4 minutes) at temperature 1 unless
     ``budget`` names another suffix (e.g. "10+30min", "t0.8"); only ``variants`` when given, in that order,
     else sorted by variant name, the class profile's first."""
-    import json
-
-    from .utils import project_root
-
-    records = []
-    for path in sorted((project_root() / "benchmarks" / "results").glob(f"sample-quality-{data}-*.json")):
+    records = []  # the committed records of this checkout (not of $VQVAE_HOME, which holds data and runs)
+    results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    for path in sorted(results.glob(f"sample-quality-{data}-*.json")):
         record = json.loads(path.read_text())
         suffix = path.stem[len(f"sample-quality-{data}-{record['variant']}"):].lstrip("-") or None
         if suffix == budget:

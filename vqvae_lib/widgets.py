@@ -12,6 +12,14 @@ from matplotlib.figure import Figure
 from . import codebook, plotting, plotting_codebook, plotting_prior, sampling
 from .data import SliceDataset
 
+PROMPT = -1  # the value of a dropdown's prompt entry (ipywidgets 8 shows value=None as a blank box)
+WIDE = {"description_width": "initial"}  # descriptions at their full length, never cut to "temperat..."
+
+
+def image_widget(width: str) -> widgets.Image:
+    """The PNG a widget draws into, at a fixed width (height follows): not stretched to the output's width."""
+    return widgets.Image(format="png", layout=widgets.Layout(width=width, height="auto"))
+
 
 class SliceBrowser(widgets.VBox):
     """Browse a split by subject and slice, with a tissue-mask overlay toggle.
@@ -28,7 +36,7 @@ class SliceBrowser(widgets.VBox):
                                        description="slice", continuous_update=False)
         self.show_mask = widgets.Checkbox(value=dataset.masks is not None, description="tissue mask",
                                           disabled=dataset.masks is None)
-        self.image = widgets.Image(format="png")
+        self.image = image_widget("380px")
         for control in (self.subject, self.slice, self.show_mask):
             control.observe(self._update, names="value")
         super().__init__([widgets.HBox([self.subject, self.slice, self.show_mask]), self.image])
@@ -88,10 +96,10 @@ class CodeExplorer(widgets.VBox):
         most_used = self.stats.counts.argsort(descending=True, stable=True)
         self.code = widgets.IntSlider(value=int(most_used[0]), min=0, max=self.stats.codebook_size - 1,
                                       description="code", continuous_update=False)
-        self.pick = widgets.Dropdown(options=_code_choices(self.stats, most_used), value=None,
+        self.pick = widgets.Dropdown(options=_code_choices(self.stats, most_used), value=PROMPT,
                                      description="or pick")
         self.info = widgets.HTML()
-        self.image = widgets.Image(format="png")
+        self.image = image_widget("900px")
         self.code.observe(self._update, names="value")
         self.pick.observe(self._picked, names="value")
         super().__init__([widgets.HBox([self.code, self.pick]), self.info, self.image])
@@ -114,9 +122,9 @@ class CodeExplorer(widgets.VBox):
             self.images[rows], enc.indices[rows], patches, titles, enc.distances)
 
     def _picked(self, change):
-        if change["new"] is not None:
+        if change["new"] != PROMPT:
             self.code.value = change["new"]
-            self.pick.value = None  # back to the prompt, so the same entry can be picked again
+            self.pick.value = PROMPT  # back to the prompt, so the same entry can be picked again
 
     def _update(self, change=None):
         code, count = self.code.value, int(self.stats.counts[self.code.value])
@@ -127,9 +135,9 @@ class CodeExplorer(widgets.VBox):
         self.image.value = plotting.figure_png(self.figure())
 
 
-def _code_choices(stats: codebook.CodebookStats, most_used, n: int = 10) -> list[tuple[str, int | None]]:
+def _code_choices(stats: codebook.CodebookStats, most_used, n: int = 10) -> list[tuple[str, int]]:
     share = stats.usage
-    choices = [("most used / dead codes ...", None)]
+    choices = [("most used / dead codes ...", PROMPT)]
     choices += [(f"{int(c)}: most used #{r + 1} ({100 * float(share[c]):.1f}%)", int(c))
                 for r, c in enumerate(most_used[:n]) if stats.counts[c] > 0]
     choices += [(f"{int(c)}: dead", int(c)) for c in stats.dead[:n]]
@@ -152,14 +160,14 @@ class LatentPainter(widgets.VBox):
         self._refreshing = False
         self.slice = widgets.IntSlider(min=0, max=len(self.images) - 1, description="slice",
                                        continuous_update=False)
-        self.mode = widgets.ToggleButtons(options=self.MODES)
+        self.mode = widgets.ToggleButtons(options=self.MODES, style={"button_width": "auto"})
         self.source = widgets.Dropdown(description="replace")
         self.target = widgets.IntSlider(min=0, max=self.K - 1, description="by code", continuous_update=False)
         self.rows = widgets.IntRangeSlider(value=(h // 2 - 1, h // 2), min=0, max=h - 1, description="rows",
                                            continuous_update=False)
         self.cols = widgets.IntRangeSlider(value=(w // 2 - 1, w // 2), min=0, max=w - 1, description="cols",
                                            continuous_update=False)
-        self.image = widgets.Image(format="png")
+        self.image = image_widget("900px")
         self._set_sources()
         for control in (self.slice, self.mode, self.source, self.target, self.rows, self.cols):
             control.observe(self._update, names="value")
@@ -231,10 +239,11 @@ class CodebookSizeLab(widgets.VBox):
         if not results:
             raise ValueError("CodebookSizeLab needs at least one result")
         self.results, self.histories = dict(results), dict(histories or {})
-        self.toggles = {label: widgets.ToggleButton(value=True, description=label, layout={"width": "auto"})
-                        for label in self.results}
-        self.log_scale = widgets.Checkbox(value=True, description="log scales")
-        self.image = widgets.Image(format="png")
+        self.toggles = {label: widgets.ToggleButton(value=True, description=label, tooltip=label,
+                                                    layout={"width": f"{9 * len(label) + 28}px"})
+                        for label in self.results}   # each button as wide as its label: no "K=32 res..."
+        self.log_scale = widgets.Checkbox(value=True, description="log scales", style=WIDE)
+        self.image = image_widget("820px")
         for control in (*self.toggles.values(), self.log_scale):
             control.observe(self._update, names="value")
         super().__init__([widgets.HBox([*self.toggles.values(), self.log_scale]), self.image])
@@ -270,10 +279,15 @@ class RasterScanPlayer(widgets.VBox):
         self._samples: dict[tuple, tuple] = {}
         self.position = widgets.IntSlider(value=self.h * self.w // 2, min=0, max=self.h * self.w - 1,
                                           description="position", continuous_update=False)
-        self.play = widgets.Play(min=0, max=self.h * self.w - 1, step=max(1, self.w // 2), interval=400)
-        widgets.jslink((self.play, "value"), (self.position, "value"))
+        self.play = widgets.Play(value=self.position.value, min=0, max=self.h * self.w - 1,
+                                 step=max(1, self.w // 2), interval=400)
+        # the slider leads: a link copies its source's value into its target when the browser creates it, so
+        # linking from Play (value 0) would reset the position the notebook set; the kernel-side observer keeps
+        # Play in step when Python moves the slider
+        self.link = widgets.jslink((self.position, "value"), (self.play, "value"))
+        self.position.observe(lambda change: setattr(self.play, "value", change["new"]), names="value")
         self.temperature = widgets.FloatSlider(value=1.0, min=0.3, max=1.5, step=0.1, description="temperature",
-                                               continuous_update=False)
+                                               continuous_update=False, style=WIDE)
         self.top_k = widgets.IntSlider(value=0, min=0, max=min(self.K, 64), description="top-k (0: all)",
                                        continuous_update=False, style={"description_width": "initial"})
         self.seed = widgets.IntText(value=seed, description="seed", layout={"width": "160px"})
@@ -281,7 +295,7 @@ class RasterScanPlayer(widgets.VBox):
         self.label = widgets.Dropdown(options=[(n, i) for i, n in enumerate(names)] or [("none", None)],
                                       value=(label if label is not None else 0) if names else None,
                                       description="label", disabled=not names)
-        self.image = widgets.Image(format="png")
+        self.image = image_widget("760px")
         for control in (self.position, self.temperature, self.top_k, self.seed, self.label):
             control.observe(self._update, names="value")
         super().__init__([widgets.HBox([self.play, self.position, self.seed]),
