@@ -8,6 +8,7 @@ configuration) and figures/bench_throughput.png (training throughput per variant
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import matplotlib
@@ -246,7 +247,10 @@ def headline_rows() -> list[str]:
             continue
         ev, tr = r["eval"], r["train"]
         brain = f", brain SSIM {ev['ssim_brain_mean']:.4f}" if "ssim_brain_mean" in ev else ""
-        budget = "the class profile's budget" if "class-budget" in name else f"{tr['train_seconds'] / 60:.0f} min"
+        asked = re.search(r"-(\d+)min$", name)
+        budget = ("the class profile's budget" if "class-budget" in name else
+                  f"{asked.group(1)}-minute budget ({tr['train_seconds'] / 60:.1f} min of steps)" if asked else
+                  f"{tr['train_seconds'] / 60:.1f} min")
         rows.append(f"| {r['data']}, {label(r)}, {budget}: SSIM on {ev['n_images']} held-out slices ({scored_on(r)}) "
                     f"| **{ev['ssim_mean']:.4f}**{brain}; {ev['active_codes']} of 512 codes used, {tr['steps']} steps "
                     f"| `{name}` ({short_cpu(r['machine'])}) |")
