@@ -235,7 +235,8 @@ def in_readme(r: dict) -> bool:
 
 # the README's reconstruction rows: one machine, the three-part split, ours against both baselines
 README_QUALITY = ("ours-kaggle-128-10min", "reference-kaggle-128-10min", "misha-kaggle-128-10min",
-                  "ours-kaggle-128-class-budget", "ours-default-128-10min")
+                  "ours-kaggle-128-class-budget", "ours-default-128-10min", "reference-default-128-10min",
+                  "misha-default-128-10min")
 
 
 def headline_rows() -> list[str]:
