@@ -76,12 +76,9 @@ class CoarseToFinePrior(nn.Module):
         vectors = blocks.permute(0, 2, 3, 1).reshape(-1, blocks.shape[1])         # (N * h * w / f^2, D)
         generator = torch.Generator().manual_seed(seed)
         vectors = vectors[torch.randperm(len(vectors), generator=generator)[:max_vectors].to(vectors.device)]
-        state = torch.random.get_rng_state()
-        torch.manual_seed(seed)  # kmeans draws its starting centres from the global generator
-        try:
+        with torch.random.fork_rng(devices=[]):  # kmeans draws its starting centres from the global generator
+            torch.manual_seed(seed)
             self.centres.copy_(kmeans(vectors, self.config.coarse_codes, iters))
-        finally:
-            torch.random.set_rng_state(state)
         return self
 
     def block_means(self, codes: torch.Tensor) -> torch.Tensor:
