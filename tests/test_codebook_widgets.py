@@ -1,4 +1,5 @@
 """Codebook figures return Figures; the codebook widgets build headless and respond to their controls."""
+import numpy as np
 import pytest
 import torch
 from matplotlib.figure import Figure
@@ -52,15 +53,58 @@ def test_codebook_figures(model, data):
         pc.codebook_size_comparison({"a": stats, "b": history}), pc.codebook_size_comparison({"a": stats}, log=False),
     ]
     assert all(isinstance(f, Figure) for f in figs)
-    assert len(figs[3].axes) == 2 and len(figs[4].axes) == 1
+    assert len(figs[3].axes) == 3 and len(figs[4].axes) == 2                # slice, code map, its colourbar
     assert all(figure_png(figs[i]).startswith(b"\x89PNG") for i in (2, 8, 10))
     with pytest.raises(ValueError, match="no groups"):
         pc.usage_by_group(cb.stats_from_indices(encoded.indices, K))
 
 
-def test_code_colormap_is_fixed():
-    assert pc.code_colormap(K).N == K
-    assert (pc.code_colormap(K).colors == pc.code_colormap(K).colors).all()
+def test_code_order_ranks_codes_along_the_first_principal_direction():
+    g = torch.Generator().manual_seed(0)
+    t = torch.randperm(12, generator=g).float()                       # each code's place along (1, 2, 0)
+    codebook = t[:, None] * torch.tensor([1.0, 2.0, 0.0]) + 0.01 * torch.randn(12, 3, generator=g)
+    order = pc.code_order(codebook)
+    assert order.shape == (12,)
+    assert np.allclose(order, t.numpy() / 11)                          # rank along PC 1 / (K - 1)
+    assert np.allclose(np.sort(order), np.linspace(0, 1, 12))         # a permutation of the ranks
+    assert np.allclose(pc.code_order(-codebook), 1 - order)            # PC 1's sign is fixed: order reversed
+
+
+def test_code_order_gives_identical_codes_one_value():
+    codebook = torch.tensor([[0.0, 0.0], [3.0, 1.0], [1.0, 0.5], [3.0, 1.0], [2.0, 0.7], [0.0, 0.0]])
+    order = pc.code_order(codebook)
+    assert order[1] == order[3] and order[0] == order[5]
+    assert order.min() == 0 and order.max() == 1
+    assert np.allclose(order, [0, 1, 1 / 3, 1, 2 / 3, 0])            # 4 distinct codes, ranks 0..3 / 3
+    assert (pc.code_order(torch.ones(3, 2)) == 0).all()               # one distinct code
+
+
+def test_code_maps_are_coloured_by_code_order():
+    indices = torch.tensor([[0, 1], [2, 3]])
+    order = np.array([0.5, 1.0, 0.0, 0.25])
+    fig = pc.code_map(indices, 4, order=order)
+    image = fig.axes[0].get_images()[0]
+    assert np.allclose(image.get_array(), [[0.5, 1.0], [0.0, 0.25]])
+    assert image.get_cmap().name == pc.CODE_CMAP and image.get_clim() == (0, 1)
+    assert len(fig.axes) == 2 and "principal direction" in fig.axes[1].get_ylabel()  # map and its colourbar
+    by_id = pc.code_map(indices, 4).axes[0].get_images()[0]           # without an order: id / (K - 1)
+    assert np.allclose(by_id.get_array(), [[0, 1 / 3], [2 / 3, 1]])
+    fig = pc.edit_comparison(torch.rand(1, 8, 8), torch.rand(1, 8, 8), edited_indices=indices, codebook_size=4,
+                             order=order)
+    assert np.allclose(_panel(fig, "edited codes").get_images()[0].get_array(), [[0.5, 1.0], [0.0, 0.25]])
+
+
+def _panel(fig, title: str):
+    return next(ax for ax in fig.axes if ax.get_title() == title)
+
+
+def test_hatching_is_mentioned_only_when_a_bar_is_hatched(model, data):
+    stats = cb.codebook_stats(model, data)
+    history = {"step": [1, 2, 3], "perplexity": [2.0, 3.0, 4.0], "active_codes": [3, 4, 5]}
+    for results, hatched in (({"a": stats}, False), ({"a": stats, "b": history}, True)):
+        middle = pc.codebook_size_comparison(results).axes[1]
+        assert any(bar.get_hatch() for bar in middle.patches) == hatched
+        assert ("hatched" in middle.get_title()) == hatched
 
 
 def test_code_explorer_responds(model, data):
@@ -82,9 +126,14 @@ def test_code_explorer_responds(model, data):
 
 def test_latent_painter_responds(model, data):
     painter = LatentPainter(model, data)
+    assert np.allclose(painter.order, pc.code_order(model.quantizer.codebook))
+    codes_panel = _panel(painter.figure(), "edited codes").get_images()[0]
+    assert np.allclose(codes_panel.get_array(), painter.order[painter.edited_indices().numpy()])
     assert painter.source.value == int(painter.encoded(0)[0].flatten().mode().values)  # most common code
     first = painter.image.value
-    painter.target.value = (painter.source.value + 1) % K
+    vectors = model.quantizer.codebook
+    painter.target.value = next(k for k in range(K) if k != painter.source.value  # a code that looks different
+                                and not torch.equal(vectors[k], vectors[painter.target.value]))
     edited = painter.edited_indices()
     assert (edited != painter.encoded(0)[0]).any() and painter.image.value != first
     shown = painter.image.value

@@ -1,8 +1,10 @@
 """The raster-scan player builds headless and responds to its controls; prior figures are Figures."""
+import numpy as np
+import pytest
 import torch
 from matplotlib.figure import Figure
 
-from vqvae_lib import plotting_prior
+from vqvae_lib import plotting_codebook, plotting_prior
 from vqvae_lib.config import PixelCNNConfig, VQVAEConfig
 from vqvae_lib.pixelcnn import GatedPixelCNN
 from vqvae_lib.vqvae import VQVAE
@@ -51,7 +53,7 @@ def test_prior_figures():
             plotting_prior.raster_step(torch.zeros(4, 4, dtype=torch.long), 5, torch.full((8,), 1 / 8), 0,
                                        torch.rand(1, 8, 8), 8)]
     assert all(isinstance(f, Figure) for f in figs)
-    assert [ax.get_title().split("\n")[0] for ax in figs[0].axes] == ["a", "b"]
+    assert [ax.get_title().split("\n")[0] for ax in figs[0].axes[:2]] == ["a", "b"]  # then the colourbar
     assert "4 positions influence (1, 1)" in figs[0].axes[0].get_title()    # the first row of the field
     lines = {tuple(line.get_ydata()) for ax in figs[1].axes for line in ax.lines}
     assert (5.0, 4.0, 3.5) in lines and (3.6,) in lines                    # training and validation curves
@@ -82,3 +84,62 @@ def test_player_keeps_the_position_the_notebook_sets():
     assert player.play.value == 5                                     # and follows the slider set from Python
     assert player.link.source == (player.position, "value")           # the browser copies slider -> Play
     assert player.link.target == (player.play, "value")
+
+
+def test_receptive_fields_share_one_labelled_colour_scale():
+    weak, strong = torch.zeros(4, 4), torch.zeros(4, 4)
+    weak[0] = 1e-3
+    strong[:2] = 10.0
+    fig = plotting_prior.receptive_fields({"a": weak, "b": strong}, (1, 1))
+    assert len(fig.axes) == 3 and fig.axes[2].get_ylabel() == "log10 |d logits / d input|"  # two maps, one bar
+    limits = [ax.get_images()[0].get_clim() for ax in fig.axes[:2]]
+    assert limits[0] == limits[1] and np.allclose(limits[0], (-3, 1))  # both panels on the same scale
+
+
+def test_sample_rows_puts_column_titles_over_the_top_row():
+    rows = {"T = 0.5": torch.rand(3, 1, 8, 8), "T = 1": torch.rand(3, 1, 8, 8)}
+    fig = plotting_prior.sample_rows(rows, col_titles=["sample 1", "sample 2", "sample 3"])
+    axes = np.array(fig.axes).reshape(2, 3)
+    assert [ax.get_title() for ax in axes[0]] == ["sample 1", "sample 2", "sample 3"]
+    assert [ax.get_title() for ax in axes[1]] == ["", "", ""]
+    assert [ax.get_ylabel() for ax in axes[:, 0]] == ["T = 0.5", "T = 1"]  # row labels unchanged
+    assert all(ax.get_title() == "" for ax in plotting_prior.sample_rows(rows).axes)
+    with pytest.raises(ValueError, match="2 column titles for 3 columns"):
+        plotting_prior.sample_rows(rows, col_titles=["a", "b"])
+
+
+def test_raster_strip_veils_exactly_the_cells_not_sampled_yet():
+    image = torch.linspace(0, 0.5, 64).reshape(1, 8, 8)              # no pixel at the veil's grey
+    positions = [0, 5, 16]
+    fig = plotting_prior.raster_strip(image, (4, 4), positions)
+    assert len(fig.axes) == 3
+    assert [ax.get_title() for ax in fig.axes] == ["0 of 16 sampled", "5 of 16 sampled", "16 of 16 sampled"]
+    picture = image[0].numpy()
+    for ax, p in zip(fig.axes, positions):
+        shown = np.asarray(ax.get_images()[0].get_array())
+        for r in range(4):
+            for c in range(4):
+                block, want = shown[2 * r:2 * r + 2, 2 * c:2 * c + 2], picture[2 * r:2 * r + 2, 2 * c:2 * c + 2]
+                assert np.allclose(block, want if 4 * r + c < p else plotting_prior.VEIL), (p, r, c)
+    with pytest.raises(ValueError):
+        plotting_prior.raster_strip(image, (4, 4), [17])
+
+
+def test_raster_step_colours_codes_by_their_order():
+    codes = torch.tensor([[0, 1], [2, 3]])
+    order = np.array([0.5, 1.0, 0.0, 0.25])
+    fig = plotting_prior.raster_step(codes, 3, torch.full((4,), 0.25), 0, order=order)
+    layers = fig.axes[0].get_images()                                  # grey background, then the codes
+    assert np.allclose(np.ma.filled(layers[1].get_array(), np.nan), [[0.5, 1.0], [0.0, np.nan]], equal_nan=True)
+    assert any("principal direction" in ax.get_ylabel() for ax in fig.axes)  # the colourbar says what colour means
+
+
+def test_player_strip_shows_the_current_sample():
+    prior, vqvae = tiny_models()
+    player = RasterScanPlayer(prior, vqvae)
+    assert np.allclose(player.order, plotting_codebook.code_order(vqvae.quantizer.codebook))
+    fig = player.strip()
+    assert [ax.get_title() for ax in fig.axes] == [f"{k} of 16 sampled" for k in (0, 4, 8, 12, 16)]
+    _, image = player.current_sample()
+    assert np.allclose(fig.axes[-1].get_images()[0].get_array(), plotting_prior._gray(image))  # all sampled
+    assert len(player.strip([3, 16]).axes) == 2

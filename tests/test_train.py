@@ -125,6 +125,8 @@ def test_finished_checkpoint_is_loaded_without_training(tmp_path):
                 progress=False)                              # loss_fn would raise if it were called
     assert again.start_step == again.step == 12 and again.stopped == "steps"
     assert again.history == first.history
+    assert not first.loaded and "reached its 12 planned steps" in first.describe()
+    assert again.loaded and "loaded from its checkpoint" in again.describe()
     assert path.read_bytes() == written
     for name, tensor in first.model.state_dict().items():
         assert torch.equal(tensor, again.model.state_dict()[name])
@@ -288,6 +290,7 @@ def test_minutes_budget_becomes_a_step_count_of_training_time_only():
     result = fit(tiny_autoencoder(), images(), slow_loss, cfg, validate=slow_validate, progress=False)
     wall = time.perf_counter() - start
     assert result.stopped == "minutes" and result.step == result.planned_steps
+    assert f"{result.step} steps" in result.describe() and "0.005-minute budget ran out" in result.describe()
     assert 3 <= result.step <= 15                                     # each step sleeps 0.02 s: 0.3 s
     assert 0.06 <= result.train_seconds <= 1.5 * 0.3                  # the planned steps, or the safety stop
     assert len(result.history["val_step"]) == result.step

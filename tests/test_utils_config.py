@@ -50,6 +50,16 @@ def test_paths_come_from_the_package_not_the_cwd(monkeypatch, tmp_path):
     assert utils.data_dir() == tmp_path / "data"
 
 
+def test_display_path_hides_the_machine_layout(monkeypatch, tmp_path):
+    monkeypatch.delenv("VQVAE_HOME", raising=False)
+    assert utils.display_path(ROOT / "runs" / "class-default" / "vqvae.pt") == "runs/class-default/vqvae.pt"
+    assert utils.display_path(Path.home() / "oasis") == "~/oasis"
+    assert utils.display_path("data/oasis") == "data/oasis"          # relative paths stay as given
+    assert utils.display_path(None) == "-"
+    monkeypatch.setenv("VQVAE_HOME", str(tmp_path))
+    assert utils.display_path(tmp_path / "data" / "mni152") == "data/mni152"
+
+
 def test_atomic_writes_leave_no_temporary_files(tmp_path):
     utils.atomic_write_bytes(tmp_path / "a.bin", b"123")
     utils.atomic_torch_save({"x": torch.ones(2)}, tmp_path / "b.pt")

@@ -37,7 +37,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from .cache import CACHE_VERSION, cache_file, read_cache, write_cache
-from .utils import data_dir
+from .utils import data_dir, display_path
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 OASIS_SPLITS = ("train", "validate", "test")
@@ -97,7 +97,7 @@ class SliceDataset(Dataset):
     def __repr__(self) -> str:
         extras = [name for name in ("masks", "labels", "slice_index") if getattr(self, name) is not None]
         return (f"SliceDataset({len(self)} slices, {self.image_size}x{self.image_size}, layout={self.layout}, "
-                f"split={self.split} ({self.split_kind}), with={extras}, source={self.source})")
+                f"split={self.split} ({self.split_kind}), with={extras}, source={display_path(self.source)})")
 
 
 # ----------------------------------------------------------------------------- transforms

@@ -10,27 +10,52 @@ from collections.abc import Sequence
 import matplotlib
 import numpy as np
 import torch
-from matplotlib.colors import ListedColormap, hsv_to_rgb, to_rgb
+from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
+from torch import Tensor
 
-from .codebook import CodebookStats, CodePatch, Neighbours, Projection
+from .codebook import CodebookStats, CodePatch, Neighbours, Projection, pca_2d
 from .plotting import _gray
 
 DEAD_COLOUR = "#d62728"
 HIGHLIGHT_COLOUR = "#ff7f0e"
-
-
-def code_colormap(codebook_size: int, seed: int = 0) -> ListedColormap:
-    """K fixed random colours (bright, varied hues): neighbouring code ids get unrelated colours."""
-    rng = np.random.default_rng(seed)
-    hsv = np.stack([rng.random(codebook_size), rng.uniform(0.45, 1.0, codebook_size),
-                    rng.uniform(0.55, 1.0, codebook_size)], axis=1)
-    return ListedColormap(hsv_to_rgb(hsv), name=f"codes{codebook_size}")
+CODE_CMAP = "viridis"  # code maps: one continuous colour scale, similar codes in similar colours
 
 
 def _numpy(x) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def code_order(codebook: Tensor) -> np.ndarray:
+    """(K,) a value in [0, 1] per code: its rank along the codebook's (K, D) first principal direction,
+    divided by the number of distinct codes - 1. Codes close along that direction get close values, so a
+    code map drawn through a continuous colormap shows similar codes in similar colours; identical codes
+    share a value."""
+    x = codebook.detach().float().cpu()
+    distinct, inverse = torch.unique(x, dim=0, return_inverse=True)  # (U, D), (K,)
+    pc1 = pca_2d(x).points[:, 0]  # (K,)
+    pc1 = torch.zeros(len(distinct)).scatter_reduce(0, inverse, pc1, "amax", include_self=False)  # (U,)
+    rank = pc1.argsort(stable=True).argsort()  # (U,)
+    return (rank[inverse].double() / max(len(distinct) - 1, 1)).numpy()
+
+
+def code_values(indices, codebook_size: int, order=None) -> np.ndarray:
+    """A code map (h, w) as values in [0, 1] to draw through CODE_CMAP: ``order`` (K,) of each code (from
+    :func:`code_order`), or without it the code id / (K - 1)."""
+    order = np.arange(codebook_size) / max(codebook_size - 1, 1) if order is None else _numpy(order)
+    return order[_numpy(indices).astype(np.int64)]  # (h, w)
+
+
+def code_colorbar(fig, image, ax, codebook_size: int, ordered: bool) -> None:
+    """The colour scale of a code map drawn from :func:`code_values`."""
+    bar = fig.colorbar(image, ax=ax, shrink=0.8, ticks=[0, 1])
+    if ordered:
+        bar.ax.set_yticklabels(["low", "high"], fontsize=8)
+        bar.set_label("colour: code's position along the\ncodebook's first principal direction", fontsize=8)
+    else:
+        bar.ax.set_yticklabels(["0", str(codebook_size - 1)], fontsize=8)
+        bar.set_label("colour: code id", fontsize=8)
 
 
 def _off(ax) -> None:
@@ -106,15 +131,17 @@ def usage_by_group(stats: CodebookStats, top: int = 48, title: str = "") -> Figu
 
 # ----------------------------------------------------------------------------- code maps and occurrences
 
-def _draw_code_map(ax, indices, codebook_size: int, title: str = "") -> None:
-    ax.imshow(_numpy(indices), cmap=code_colormap(codebook_size), vmin=-0.5, vmax=codebook_size - 0.5,
-              interpolation="nearest")
+def _draw_code_map(ax, indices, codebook_size: int, title: str = "", order=None) -> None:
+    shown = ax.imshow(code_values(indices, codebook_size, order), cmap=CODE_CMAP, vmin=0, vmax=1,
+                      interpolation="nearest")
+    code_colorbar(ax.get_figure(), shown, ax, codebook_size, order is not None)
     ax.set_title(title, fontsize=9)
     _off(ax)
 
 
-def code_map(indices, codebook_size: int, image=None, title: str = "") -> Figure:
-    """A slice's code map (h, w) in a fixed random colour per code; with the slice beside it."""
+def code_map(indices, codebook_size: int, image=None, title: str = "", order=None) -> Figure:
+    """A slice's code map (h, w), coloured by ``order`` (K,) (:func:`code_order`: similar codes in similar
+    colours) or else by code id; with the slice beside it."""
     panels = 1 if image is None else 2
     fig = Figure(figsize=(3.2 * panels, 3.4), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, panels))
@@ -124,7 +151,7 @@ def code_map(indices, codebook_size: int, image=None, title: str = "") -> Figure
         _off(axes[0])
     idx = _numpy(indices)
     _draw_code_map(axes[-1], idx, codebook_size, f"codes {idx.shape[0]}x{idx.shape[1]}: "
-                                                  f"{len(np.unique(idx))} distinct")
+                                                  f"{len(np.unique(idx))} distinct", order)
     if title:
         fig.suptitle(title)
     return fig
@@ -270,10 +297,11 @@ def code_report(stats: CodebookStats, code: int, projection: Projection, neighbo
 # ----------------------------------------------------------------------------- editing
 
 def edit_comparison(original, edited, reference=None, edited_indices=None, codebook_size: int | None = None,
-                    region: tuple[int, int, int, int] | None = None, title: str = "") -> Figure:
+                    region: tuple[int, int, int, int] | None = None, title: str = "", order=None) -> Figure:
     """original | (reference: the unedited reconstruction) | edited decode | edited - reference (or
-    - original), of the images as shown (clipped to [0, 1]) | the edited code map. ``region`` (top,
-    bottom, left, right) in pixels is outlined on the difference, e.g. the decoder's footprint of the edit."""
+    - original), of the images as shown (clipped to [0, 1]) | the edited code map (coloured by ``order``,
+    see :func:`code_map`). ``region`` (top, bottom, left, right) in pixels is outlined on the difference,
+    e.g. the decoder's footprint of the edit."""
     panels = [("original", _gray(original))]
     if reference is not None:
         panels.append(("reconstruction", _gray(reference)))
@@ -299,7 +327,7 @@ def edit_comparison(original, edited, reference=None, edited_indices=None, codeb
     if edited_indices is not None:
         if codebook_size is None:
             raise ValueError("pass codebook_size with edited_indices")
-        _draw_code_map(axes[-1], edited_indices, codebook_size, "edited codes")
+        _draw_code_map(axes[-1], edited_indices, codebook_size, "edited codes", order)
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
@@ -342,7 +370,8 @@ def codebook_size_comparison(results: dict, histories: dict[str, dict] | None = 
         for bar, hatched in zip(bars, from_history):
             bar.set_hatch("//" if hatched else None)
     axes[1].set_xticks(x, labels, rotation=30, ha="right", fontsize=8)
-    axes[1].set(yscale="log" if log else "linear", title="held-out use (hatched: last training batches)")
+    hatch_note = " (hatched: last training batches)" if any(from_history) else ""
+    axes[1].set(yscale="log" if log else "linear", title="held-out use" + hatch_note)
     if log:
         axes[1].set_ylim(bottom=1)
     axes[1].title.set_fontsize(9)

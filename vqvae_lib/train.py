@@ -89,6 +89,25 @@ class FitResult:
     checkpoint: Path | None
     start_step: int = 0        # the step this call started from (the checkpoint's step on resume)
     planned_steps: int = 0     # the step count the run was planned for (cfg.steps, or from the time budget)
+    minutes: float | None = None   # the run's time budget, if it had one
+
+    @property
+    def loaded(self) -> bool:
+        """True when this call trained nothing: the checkpoint had already finished."""
+        return self.start_step == self.step
+
+    def describe(self) -> str:
+        """In words: how long it trained and why it stopped, e.g. "2084 steps in 2.6 min; stopped because the
+        3-minute budget ran out (steps planned by a timing probe at the start)"."""
+        if self.stopped == "minutes":
+            why = (f"the {self.minutes:g}-minute budget ran out (steps planned by a timing probe at the start)"
+                   if self.minutes is not None else "its time budget ran out")
+        elif self.stopped == "clock":
+            why = "the clock stopped it: the machine was slower than the timing probe predicted"
+        else:
+            why = f"it reached its {self.planned_steps} planned steps"
+        done = f"{self.step} steps in {self.train_seconds / 60:.1f} min of training; stopped because {why}"
+        return done + ("; loaded from its checkpoint, trained earlier" if self.loaded else "")
 
 
 def learning_rate(cfg: TrainConfig, step: int, progress: float | None = None) -> float:
@@ -485,7 +504,8 @@ def fit(model: nn.Module, data: Tensor, loss_fn: LossFn, cfg: TrainConfig, *, la
     start_step = run.step
     run.prepare()
     show = progress and distributed.is_main()
-    with tqdm(total=run.planned, initial=run.step, disable=not show, desc=run.meta.get("kind", "fit")) as bar:
+    with tqdm(total=run.planned, initial=run.step, disable=not show or run.step >= run.planned,
+              desc=run.meta.get("kind", "fit")) as bar:
         while (stopped := run.stop_reason()) is None:
             batch, batch_labels = _next_batch(run.sampler, data, labels, device)
             lr = run.lr()
@@ -512,4 +532,5 @@ def fit(model: nn.Module, data: Tensor, loss_fn: LossFn, cfg: TrainConfig, *, la
     distributed.barrier()  # the final checkpoint is on disk before any rank returns
     model.eval()
     return FitResult(model=model, history=run.history, step=run.step, train_seconds=run.seconds,
-                     stopped=stopped, checkpoint=path, start_step=start_step, planned_steps=run.planned)
+                     stopped=stopped, checkpoint=path, start_step=start_step, planned_steps=run.planned,
+                     minutes=cfg.minutes)

@@ -69,6 +69,27 @@ def project_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
+def display_path(path: str | os.PathLike | None) -> str:
+    """``path`` as a reader should see it: relative to the project folder when inside it (``runs/...``,
+    ``data/mni152``), ``~/...`` when under the home folder, else unchanged; no machine's layout leaks into
+    a printed line or a committed notebook."""
+    if path is None:
+        return "-"
+    path = Path(path).expanduser()
+    if not path.is_absolute():
+        return str(path)
+    try:
+        resolved = path.resolve()
+    except OSError:
+        return str(path)
+    for base, prefix in ((project_root(), ""), (Path.home().resolve(), "~/")):
+        try:
+            return prefix + str(resolved.relative_to(base))
+        except ValueError:
+            continue
+    return str(path)
+
+
 def run_commit() -> str:
     """The repository's commit (``git describe --always --dirty``), or "unknown" outside a git checkout."""
     try:

@@ -6,7 +6,10 @@ notebook and headless tests: set a control's value and the image changes.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import ipywidgets as widgets
+import numpy as np
 from matplotlib.figure import Figure
 
 from . import codebook, plotting, plotting_codebook, plotting_prior, sampling
@@ -155,6 +158,7 @@ class LatentPainter(widgets.VBox):
         self.model, self.data = model, data
         self.images = data.images if isinstance(data, SliceDataset) else data
         self.K = model.config.codebook_size
+        self.order = plotting_codebook.code_order(model.quantizer.codebook)  # (K,) colours of the code map
         h, w = model.latent_shape(tuple(self.images.shape[-2:]))
         self._cache: dict[int, tuple] = {}  # slice -> (code map, reconstruction)
         self._refreshing = False
@@ -206,7 +210,7 @@ class LatentPainter(widgets.VBox):
         decoded = codebook.decode_edit(self.model, edited)[0]
         n_changed = int((edited != indices).sum())
         return plotting_codebook.edit_comparison(
-            self.images[i], decoded, reconstruction, edited, self.K, region=self.footprint(edited),
+            self.images[i], decoded, reconstruction, edited, self.K, region=self.footprint(edited), order=self.order,
             title=f"{_title(self.data, i) if isinstance(self.data, SliceDataset) else f'slice #{i}'}: "
                   f"{n_changed} of {edited.numel()} codes changed")
 
@@ -240,7 +244,7 @@ class CodebookSizeLab(widgets.VBox):
             raise ValueError("CodebookSizeLab needs at least one result")
         self.results, self.histories = dict(results), dict(histories or {})
         self.toggles = {label: widgets.ToggleButton(value=True, description=label, tooltip=label,
-                                                    layout={"width": f"{9 * len(label) + 28}px"})
+                                                    layout={"width": f"{10 * len(label) + 40}px"})
                         for label in self.results}   # each button as wide as its label: no "K=32 res..."
         self.log_scale = widgets.Checkbox(value=True, description="log scales", style=WIDE)
         self.image = image_widget("820px")
@@ -276,6 +280,7 @@ class RasterScanPlayer(widgets.VBox):
         self.prior, self.vqvae = prior, vqvae
         self.h, self.w = prior.latent_shape
         self.K = prior.config.codebook_size
+        self.order = plotting_codebook.code_order(vqvae.quantizer.codebook)  # (K,) colours of the code map
         self._samples: dict[tuple, tuple] = {}
         self.position = widgets.IntSlider(value=self.h * self.w // 2, min=0, max=self.h * self.w - 1,
                                           description="position", continuous_update=False)
@@ -320,7 +325,18 @@ class RasterScanPlayer(widgets.VBox):
         i, j = divmod(p, self.w)
         probs = sampling.next_code_distribution(self.prior, codes, (i, j), **{
             k: v for k, v in self.settings().items() if k != "seed"})
-        return plotting_prior.raster_step(codes, p, probs, int(codes[i, j]), image, self.K)
+        return plotting_prior.raster_step(codes, p, probs, int(codes[i, j]), image, self.K, order=self.order)
+
+    def strip(self, positions: Sequence[int] | None = None) -> Figure:
+        """The current sample veiled where not yet sampled, after each of ``positions`` raster steps
+        (default: 5 evenly spaced, from none to all h*w)."""
+        _, image = self.current_sample()
+        if positions is None:
+            positions = np.linspace(0, self.h * self.w, 5).round().astype(int).tolist()
+        s = self.settings()
+        title = (f"raster-scan sampling, temperature {s['temperature']:g}, top-k {s['top_k'] or 'all'}, seed "
+                 f"{s['seed']}" + ("" if s["labels"] is None else f", label {self.label.label}"))
+        return plotting_prior.raster_strip(image, (self.h, self.w), positions, title=title)
 
     def _update(self, change=None):
         self.image.value = plotting.figure_png(self.figure())
