@@ -29,12 +29,12 @@ tutorial: $(STAMP)
 
 # Unit tests, then every notebook under nbval in the smoke profile.
 test: $(STAMP)
-	$(PY) -m ruff check vqvae_lib tests benchmarks
+	$(PY) -m ruff check vqvae_lib tests benchmarks tools
 	VQVAE_PROFILE=smoke $(PY) -m pytest tests
 	VQVAE_PROFILE=smoke $(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=600 notebooks
 
 lint: $(STAMP)
-	$(PY) -m ruff check vqvae_lib tests benchmarks
+	$(PY) -m ruff check vqvae_lib tests benchmarks tools
 
 lab: $(STAMP)
 	$(PY) -m jupyter lab notebooks
@@ -46,6 +46,7 @@ notebooks: $(STAMP)
 		VQVAE_PROFILE=class $(PY) -m jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.store_widget_state=False \
 			--ExecutePreprocessor.timeout=1800 "$$nb" || exit 1; \
 	done
+	$(PY) tools/tidy_notebooks.py $(NOTEBOOKS)
 
 clean-data:
 	rm -rf data/mni152 data/cache

@@ -1,0 +1,58 @@
+"""Tidy executed notebooks before they are committed: drop progress-bar outputs and execution timestamps.
+
+    python tools/tidy_notebooks.py notebooks/*.ipynb      # make notebooks runs this after executing them
+
+A progress bar ("vqvae:  10%|#  | 2084/20000") is live feedback for a student running the cell; frozen in a
+committed notebook it reads as if training stopped at 10 %. The notebooks say in words how training ended
+(``FitResult.describe``), so the bars go. Solution cells get the metadata that collapses their source and
+outputs in JupyterLab and in the classic notebook.
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+BAR = re.compile(r"\d+%\|.*\|\s*\d+/\d+|it/s\]|s/it\]")
+SOLUTION = re.compile(r"^#\s*Solution\b")
+HIDDEN = {"jupyter": {"source_hidden": True, "outputs_hidden": True}, "collapsed": True, "hide_input": True}
+
+
+def output_text(output: dict) -> str:
+    text = output.get("text") or output.get("data", {}).get("text/plain") or ""
+    return "".join(text) if isinstance(text, list) else text
+
+
+def is_progress_bar(output: dict) -> bool:
+    """A tqdm bar: its widget's plain-text fallback or its stderr stream."""
+    return output.get("output_type") in ("display_data", "stream") and bool(BAR.search(output_text(output)))
+
+
+def tidy(notebook: dict) -> int:
+    """Remove progress bars and timestamps in place; hide solution cells. Returns the outputs removed."""
+    removed = 0
+    for cell in notebook["cells"]:
+        cell.get("metadata", {}).pop("execution", None)
+        if cell["cell_type"] != "code":
+            continue
+        kept = [o for o in cell.get("outputs", []) if not is_progress_bar(o)]
+        removed += len(cell.get("outputs", [])) - len(kept)
+        cell["outputs"] = kept
+        if SOLUTION.match("".join(cell["source"])):
+            cell["metadata"].update(json.loads(json.dumps(HIDDEN)))
+    return removed
+
+
+def main(paths: list[str]) -> int:
+    for name in paths:
+        path = Path(name)
+        notebook = json.loads(path.read_text())
+        removed = tidy(notebook)
+        path.write_text(json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")
+        print(f"{path}: {removed} progress-bar outputs removed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
