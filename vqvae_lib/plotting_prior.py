@@ -55,7 +55,7 @@ def prior_curves(history: dict, baselines: dict[str, float], title: str = "") ->
         ax.plot(steps, history["bits_per_code"], color="0.8", lw=0.7)
         ax.plot(steps, _smooth(history["bits_per_code"], window), color="C0", label="PixelCNN, training batches")
     if history.get("val_step"):
-        ax.plot(history["val_step"], history["val_bits_per_code"], "o-", color="C2", label="PixelCNN, held out")
+        ax.plot(history["val_step"], history["val_bits_per_code"], "o-", color="C2", label="PixelCNN, validation split")
     for (name, value), colour in zip(baselines.items(), ("C3", "C1", "C4")):
         ax.axhline(value, color=colour, ls="--", lw=1.2, label=f"{name}: {value:.2f}")
     ax.set(xlabel="step", ylabel="bits per code", title=title or "negative log-likelihood")
