@@ -1,0 +1,92 @@
+"""The committed notebooks, as a reader opens them: outputs free of progress bars and machine paths, solutions
+collapsed, each notebook with learning objectives, a summary and a pointer to its solutions. No execution here:
+nbval runs the notebooks; this reads what `make notebooks` committed."""
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+BAR = re.compile(r"\d+%\|.*\|\s*\d+/\d+|it/s\]|s/it\]")
+MACHINE_PATH = re.compile(r"(?<![\w.~])/(?:home|Users|work|tmp|root|mnt|opt|var)/|[A-Z]:\\\\")
+
+
+def outputs(notebook: dict):
+    for cell in notebook["cells"]:
+        for output in cell.get("outputs", []):
+            text = output.get("text") or output.get("data", {}).get("text/plain") or ""
+            yield cell, "".join(text) if isinstance(text, list) else text
+
+
+@pytest.fixture(params=NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def notebook(request) -> dict:
+    return json.loads(request.param.read_text())
+
+
+def test_there_are_five_notebooks():
+    assert [p.name[:2] for p in NOTEBOOKS] == ["01", "02", "03", "04", "05"]
+
+
+def test_no_progress_bars_in_committed_outputs(notebook):
+    bars = [text[:80] for _, text in outputs(notebook) if BAR.search(text)]
+    assert not bars, f"progress bars left in the outputs (run make notebooks, which tidies them): {bars}"
+
+
+def test_no_machine_paths_in_committed_outputs(notebook):
+    leaks = [m.group(0) + "..." for _, text in outputs(notebook) for m in MACHINE_PATH.finditer(text)]
+    assert not leaks and str(ROOT) not in json.dumps(notebook), f"absolute paths in the outputs: {leaks[:5]}"
+
+
+def test_solutions_are_collapsed_source_and_outputs(notebook):
+    solutions = [c for c in notebook["cells"] if "".join(c["source"]).startswith("# Solution")]
+    assert solutions, "every notebook ends with exercises and their solutions"
+    for cell in solutions:
+        meta = cell["metadata"]
+        hidden = meta.get("jupyter", {})
+        assert hidden.get("source_hidden") and hidden.get("outputs_hidden"), cell["source"][:1]
+        assert meta.get("collapsed") is True and meta.get("hide_input") is True   # the classic notebook's flags
+
+
+def test_objectives_summary_and_where_the_solutions_are(notebook):
+    text = ["".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "markdown"]
+    assert "**You will learn to**" in text[0]
+    assert any(t.startswith("## Summary") for t in text)
+    exercises = [t for t in text if t.startswith("## Exercises")]
+    assert len(exercises) == 1 and "collapsed cells below" in exercises[0]
+
+
+def test_tidy_removes_bars_keeps_results_and_hides_solutions():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tidy_notebooks", ROOT / "tools" / "tidy_notebooks.py")
+    tidy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tidy)
+    bar = {"output_type": "display_data",
+           "data": {"text/plain": "vqvae:  10%|#    | 2084/20000 [01:00<10:00, 3.1it/s]"}}
+    err = {"output_type": "stream", "name": "stderr", "text": "prior: 100%|##########| 869/869 [00:00<?, ?it/s]\n"}
+    result = {"output_type": "stream", "name": "stdout", "text": "1377 steps in 2.6 min; 100% of slices scored\n"}
+    figure = {"output_type": "display_data", "data": {"image/png": "iVBOR", "text/plain": "<Figure size 1x1>"}}
+    notebook = {"cells": [
+        {"cell_type": "code", "source": "fit()", "metadata": {"execution": {"t": 1}}, "outputs": [bar, result, err]},
+        {"cell_type": "code", "source": "# Solution 1\nx", "metadata": {}, "outputs": [figure]},
+        {"cell_type": "markdown", "source": "# Solution in prose is not a cell to hide", "metadata": {}}]}
+    assert tidy.tidy(notebook) == 2
+    code, solution, prose = notebook["cells"]
+    assert code["outputs"] == [result] and "execution" not in code["metadata"]
+    assert solution["outputs"] == [figure] and solution["metadata"]["jupyter"] == {"source_hidden": True,
+                                                                                  "outputs_hidden": True}
+    assert prose["metadata"] == {}
+
+
+def test_each_header_states_the_measured_time_and_memory():
+    """The "Runs in" line of every notebook is the record of benchmarks/notebook_times.py (record
+    notebook-times-class), to the tenth of a minute and of a GB: rerun the benchmark, then update the headers."""
+    record = json.loads((ROOT / "benchmarks" / "results" / "notebook-times-class.json").read_text())
+    measured = {nb["notebook"]: nb for nb in record["notebooks"]}
+    for path in NOTEBOOKS:
+        header = "".join(json.loads(path.read_text())["cells"][0]["source"])
+        nb = measured[path.name]
+        assert f"**Runs in:** {nb['seconds'] / 60:.1f} minutes" in header, path.name
+        assert f"peak memory {nb['peak_rss_mb'] / 1024:.1f} GB" in header, path.name
