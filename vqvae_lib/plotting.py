@@ -235,11 +235,13 @@ def compare_runs(histories: dict[str, dict], metric: str = "active_codes", ylabe
     """One metric of several training runs against steps (e.g. EMA vs plain codebook)."""
     fig = Figure(figsize=(6, 3.2), layout="constrained")
     ax = fig.subplots()
-    for name, history in histories.items():
+    styles = ("-", "--", ":", "-.")    # runs that coincide stay visible: one line style each
+    for k, (name, history) in enumerate(histories.items()):
         window = max(1, len(history["step"]) // 40)
-        ax.plot(history["step"], _smooth(history[metric], window), label=name)
+        ax.plot(history["step"], _smooth(history[metric], window), label=name, ls=styles[k % len(styles)],
+                lw=2.2 - 0.4 * (k % len(styles)))
     if reference is not None:
-        ax.axhline(reference, color="0.5", ls="--", lw=1)
+        ax.axhline(reference, color="0.5", ls="--", lw=1, label=f"reference: {reference:g}")
     ax.set(xlabel="step", ylabel=ylabel)
     ax.legend(fontsize=8)
     return fig

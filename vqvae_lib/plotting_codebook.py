@@ -124,7 +124,7 @@ def usage_by_group(stats: CodebookStats, top: int = 48, title: str = "") -> Figu
     ax_map.set_yticks(np.arange(G), stats.group_names, fontsize=7)
     ax_map.set(xlabel=f"the {len(codes)} most used codes (most used first)", ylabel=stats.group_by or "group")
     ax_ppl.barh(np.arange(G), group_perplexity, color="C0")
-    ax_ppl.set(xlabel="perplexity", title="codes per group")
+    ax_ppl.set(xlabel="perplexity", title="perplexity per group")
     fig.suptitle(title or f"code use by {stats.group_by or 'group'}")
     return fig
 
@@ -223,7 +223,7 @@ def _draw_patches(ax, patches: list[CodePatch], ncols: int = 8, distances=None) 
     for i, p in enumerate(patches):
         label = f"#{p.image} ({p.row},{p.col})"
         if distances is not None:
-            label += f" d={float(distances[p.image, p.row, p.col]):.2g}"
+            label += f"\nd={float(distances[p.image, p.row, p.col]):.2g}"   # second line: labels must not overlap
         ax.text((i % ncols) * step_x + tw / 2 - 0.5, (i // ncols) * step_y + th - 0.3, label, fontsize=7,
                 ha="center", va="top")
 
