@@ -150,6 +150,14 @@ def test_latent_painter_responds(model, data):
     assert painter.footprint(painter.encoded(2)[0]) is None  # nothing changed, no footprint
 
 
+def test_latent_painter_says_why_nothing_changed(model, data):
+    painter = LatentPainter(model, data)
+    painter.target.value = painter.source.value                      # a code replaced by itself
+    assert "replaced by itself" in painter.figure().get_suptitle()
+    painter.target.value = next(k for k in range(K) if k != painter.source.value)
+    assert "replaced by itself" not in painter.figure().get_suptitle()
+
+
 def test_codebook_size_lab_switches_between_results(model, data):
     maps = cb.encode_split(model, data)
     results = {"K=16": cb.stats_from_indices(maps, K), "K=4": cb.stats_from_indices(maps % 4, 4),

@@ -212,7 +212,13 @@ class LatentPainter(widgets.VBox):
         return plotting_codebook.edit_comparison(
             self.images[i], decoded, reconstruction, edited, self.K, region=self.footprint(edited), order=self.order,
             title=f"{_title(self.data, i) if isinstance(self.data, SliceDataset) else f'slice #{i}'}: "
-                  f"{n_changed} of {edited.numel()} codes changed")
+                  f"{n_changed} of {edited.numel()} codes changed" + self._hint(n_changed))
+
+    def _hint(self, n_changed: int) -> str:
+        """Why nothing changed, when the student can fix it: a code replaced by itself."""
+        if n_changed == 0 and self.mode.value == self.MODES[0] and self.source.value == self.target.value:
+            return f" (code {self.target.value} replaced by itself: choose another 'by code')"
+        return ""
 
     def _set_sources(self):
         indices = self.encoded(self.slice.value)[0]
