@@ -189,13 +189,18 @@ def _value(summary: dict, key: str) -> str:
     return f"{value:.0f}" if key == "border_tissue_samples" else f"{value:.3f}"
 
 
+def plain_default(r: dict) -> bool:
+    """A built-in-data record sampled at T = 1 from all codes with seed 0: the rows the figures compare."""
+    s = r["sampling"]
+    return r["data"] == "default" and s["temperature"] == 1.0 and not s["top_k"] and not s.get("seed")
+
+
 def sample_figure(records: list[dict]) -> Path:
     """The notebook-04 comparison (``plotting_prior.sample_quality_comparison``) of the variants that share one
     VQ-VAE and one budget on the built-in data, at temperature 1."""
     from vqvae_lib.plotting_prior import sample_quality_comparison
 
-    same = [r for r in records if r["data"] == "default" and r["sampling"]["temperature"] == 1.0
-            and not r["sampling"]["top_k"] and not r["sampling"].get("seed") and r["prior"]["minutes"] == 4.0
+    same = [r for r in records if plain_default(r) and r["prior"]["minutes"] == 4.0
             and r["variant"] in ("position", "no-position", "prior-bf16", "coarse")]  # not the 20-minute stretch run
     fig = sample_quality_comparison(same, "built-in data, VQ-VAE 3 min + prior 4 min (one VQ-VAE): 256 samples each")
     path = FIGURES / "bench_sample_quality.png"
@@ -206,9 +211,8 @@ def sample_figure(records: list[dict]) -> Path:
 def time_curve(records: list[dict]) -> list[dict]:
     """The class prior (variant "position") on one VQ-VAE, built-in data, T = 1, all codes, seed 0, at every prior
     training time measured: how sample quality grows with the prior's budget."""
-    curve = [r for r in records if r["data"] == "default" and r["variant"] == "position"
-             and r["sampling"]["temperature"] == 1.0 and not r["sampling"]["top_k"] and not r["sampling"].get("seed")]
-    return sorted(curve, key=lambda r: r["prior"]["minutes"])
+    return sorted((r for r in records if plain_default(r) and r["variant"] == "position"),
+                  key=lambda r: r["prior"]["minutes"])
 
 
 def time_figure(curve: list[dict]) -> Path:

@@ -1,6 +1,7 @@
 """The committed notebooks, as a reader opens them: outputs free of progress bars and machine paths, solutions
 collapsed, each notebook with learning objectives, a summary and a pointer to its solutions. No execution here:
 nbval runs the notebooks; this reads what `make notebooks` committed."""
+import importlib.util
 import json
 import re
 from pathlib import Path
@@ -9,15 +10,16 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
-BAR = re.compile(r"\d+%\|.*\|\s*\d+/\d+|it/s\]|s/it\]")
+_spec = importlib.util.spec_from_file_location("tidy_notebooks", ROOT / "tools" / "tidy_notebooks.py")
+tidy = importlib.util.module_from_spec(_spec)   # the tool that make notebooks runs: one definition of a bar
+_spec.loader.exec_module(tidy)
 MACHINE_PATH = re.compile(r"(?<![\w.~])/(?:home|Users|work|tmp|root|mnt|opt|var)/|[A-Z]:\\\\")
 
 
 def outputs(notebook: dict):
     for cell in notebook["cells"]:
         for output in cell.get("outputs", []):
-            text = output.get("text") or output.get("data", {}).get("text/plain") or ""
-            yield cell, "".join(text) if isinstance(text, list) else text
+            yield output, tidy.output_text(output)
 
 
 @pytest.fixture(params=NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
@@ -30,7 +32,7 @@ def test_there_are_five_notebooks():
 
 
 def test_no_progress_bars_in_committed_outputs(notebook):
-    bars = [text[:80] for _, text in outputs(notebook) if BAR.search(text)]
+    bars = [text[:80] for output, text in outputs(notebook) if tidy.is_progress_bar(output)]
     assert not bars, f"progress bars left in the outputs (run make notebooks, which tidies them): {bars}"
 
 
@@ -40,7 +42,7 @@ def test_no_machine_paths_in_committed_outputs(notebook):
 
 
 def test_solutions_are_collapsed_source_and_outputs(notebook):
-    solutions = [c for c in notebook["cells"] if "".join(c["source"]).startswith("# Solution")]
+    solutions = [c for c in notebook["cells"] if tidy.is_solution(c)]
     assert solutions, "every notebook ends with exercises and their solutions"
     for cell in solutions:
         meta = cell["metadata"]
@@ -58,11 +60,6 @@ def test_objectives_summary_and_where_the_solutions_are(notebook):
 
 
 def test_tidy_removes_bars_keeps_results_and_hides_solutions():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("tidy_notebooks", ROOT / "tools" / "tidy_notebooks.py")
-    tidy = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tidy)
     bar = {"output_type": "display_data",
            "data": {"text/plain": "vqvae:  10%|#    | 2084/20000 [01:00<10:00, 3.1it/s]"}}
     err = {"output_type": "stream", "name": "stderr", "text": "prior: 100%|##########| 869/869 [00:00<?, ?it/s]\n"}

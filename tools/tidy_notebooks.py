@@ -9,6 +9,7 @@ outputs in JupyterLab and in the classic notebook.
 """
 from __future__ import annotations
 
+import copy
 import json
 import re
 import sys
@@ -29,6 +30,10 @@ def is_progress_bar(output: dict) -> bool:
     return output.get("output_type") in ("display_data", "stream") and bool(BAR.search(output_text(output)))
 
 
+def is_solution(cell: dict) -> bool:
+    return cell["cell_type"] == "code" and bool(SOLUTION.match("".join(cell["source"])))
+
+
 def tidy(notebook: dict) -> int:
     """Remove progress bars and timestamps in place; hide solution cells. Returns the outputs removed."""
     removed = 0
@@ -39,8 +44,8 @@ def tidy(notebook: dict) -> int:
         kept = [o for o in cell.get("outputs", []) if not is_progress_bar(o)]
         removed += len(cell.get("outputs", [])) - len(kept)
         cell["outputs"] = kept
-        if SOLUTION.match("".join(cell["source"])):
-            cell["metadata"].update(json.loads(json.dumps(HIDDEN)))
+        if is_solution(cell):
+            cell["metadata"].update(copy.deepcopy(HIDDEN))
     return removed
 
 
