@@ -231,7 +231,7 @@ def score_by_group(groups, values, label: str = "SSIM", group_name: str = "slice
 
 
 def compare_runs(histories: dict[str, dict], metric: str = "active_codes", ylabel: str = "active codes (batch)",
-                 reference: float | None = None) -> Figure:
+                 reference: float | None = None, reference_label: str | None = None) -> Figure:
     """One metric of several training runs against steps (e.g. EMA vs plain codebook)."""
     fig = Figure(figsize=(6, 3.2), layout="constrained")
     ax = fig.subplots()
@@ -241,7 +241,7 @@ def compare_runs(histories: dict[str, dict], metric: str = "active_codes", ylabe
         ax.plot(history["step"], _smooth(history[metric], window), label=name, ls=styles[k % len(styles)],
                 lw=2.2 - 0.4 * (k % len(styles)))
     if reference is not None:
-        ax.axhline(reference, color="0.5", ls="--", lw=1, label=f"reference: {reference:g}")
+        ax.axhline(reference, color="0.5", ls="--", lw=1, label=reference_label or f"reference: {reference:g}")
     ax.set(xlabel="step", ylabel=ylabel)
     ax.legend(fontsize=8)
     return fig
