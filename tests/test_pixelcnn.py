@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from vqvae_lib.config import PixelCNNConfig
-from vqvae_lib.pixelcnn import GatedPixelCNN, MaskedConv2d, MaskedPixelCNN, receptive_field
+from vqvae_lib.metrics import code_usage
+from vqvae_lib.pixelcnn import GatedPixelCNN, MaskedConv2d, MaskedPixelCNN, init_from_codes, receptive_field
 from vqvae_lib.prior import IndependentPrior, evaluate_prior, prior_loss, uniform_bits
 
 SHAPE = (5, 6)  # not square: a transposed index would show
@@ -156,6 +157,25 @@ def test_independent_prior_uses_add_one_smoothing():
     assert draws.shape == (400, 2, 2) and torch.equal(draws, prior.sample(400, (2, 2), seed=0))
     share = torch.bincount(draws.flatten(), minlength=4).double() / draws.numel()
     assert share.tolist() == pytest.approx(prior.probs.tolist(), abs=0.03)
+
+
+def test_init_from_codes_starts_at_the_independent_prior_with_codebook_geometry():
+    model = tiny(codebook_size=5, channels=3)
+    train = torch.tensor([[[0, 0, 1], [0, 2, 2]]])                         # counts 3, 1, 2, 0, 0
+    # codes 0 and 1 decode alike (close vectors), code 4 is far from both
+    codebook = torch.tensor([[0.0, 0.0], [0.1, 0.0], [1.0, 1.0], [2.0, -1.0], [5.0, 5.0]])
+    init_from_codes(model, codebook, code_usage(train, 5))
+    held_out = torch.tensor([[[4, 3, 0], [1, 2, 0]]])
+    assert evaluate_prior(model, held_out) == pytest.approx(IndependentPrior.fit(train, 5).evaluate(held_out))
+    emb = model.embedding.weight.detach()                                  # (K, C): 2 principal + 1 random column
+    assert emb[:, :2].std(dim=0).tolist() == pytest.approx([1.0, 1.0])
+    near, far = (emb[0, :2] - emb[1, :2]).norm(), (emb[0, :2] - emb[4, :2]).norm()
+    assert near < 0.1 * far
+    loss, _ = prior_loss(model, train)                                     # it still learns: gradients flow
+    loss.backward()
+    assert model.head[-1].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="K = 5"):
+        init_from_codes(model, codebook[:4], code_usage(train, 5))
 
 
 def test_every_profile_has_a_prior_and_its_training_budget():

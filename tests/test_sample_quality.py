@@ -199,3 +199,21 @@ def test_saved_samples_load_back_with_their_records(tmp_path):
         load_samples(tmp_path / "t")
     with pytest.raises(ValueError, match="no PNG"):
         load_samples(tmp_path / "s" / "..")
+
+
+def test_records_table_has_a_row_per_record_and_the_real_ceiling_last():
+    from vqvae_lib.sample_quality import records_table
+
+    def record(variant, nn, steps):
+        return {"variant": variant, "prior": {"steps": steps, "test_bits_per_code": 3.2149},
+                "samples": {"nn_ssim_mean": nn, "nn_ssim_share_above_0.6": 0.5, "border_tissue_samples": 2,
+                            "pairwise_ssim": 0.5, "two_sample_accuracy": 0.9, "depth_agreement": None},
+                "real": {"nn_ssim_mean": 0.806, "nn_ssim_share_above_0.6": 1.0, "border_tissue_samples": 0,
+                         "pairwise_ssim": 0.524, "two_sample_accuracy": 0.51, "depth_agreement": 0.96}}
+
+    lines = records_table([record("position", 0.6454, 857), record("prior-b4", 0.6337, 1496)]).splitlines()
+    assert len(lines) == 4 and "NN SSIM" in lines[0]
+    assert lines[1].split()[0] == "position" and "857" in lines[1] and "0.645" in lines[1] and "3.21" in lines[1]
+    assert lines[2].split()[0] == "prior-b4" and "1496" in lines[2] and "0.634" in lines[2]
+    assert lines[1].rstrip().endswith("-")                   # no depth agreement in the record: "-"
+    assert lines[3].startswith("real slices") and "0.806" in lines[3] and "96%" in lines[3]

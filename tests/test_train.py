@@ -117,6 +117,48 @@ def test_resume_after_interruption_is_bit_exact(tmp_path):
         assert resumed.history[key] == full.history[key], key
 
 
+def test_weight_average_follows_its_formula_and_is_what_fit_returns():
+    data, cfg = images(), small_cfg(weight_ema=0.5, eval_every=0, checkpoint_every=0)
+    seen = []                                             # the live weights after each step, as fit leaves them
+
+    def loss_fn(model, batch, labels):
+        seen.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        return recon_loss(model, batch, labels)
+
+    result = fit(tiny_autoencoder(), data, loss_fn, cfg, progress=False)
+    live = fit(tiny_autoencoder(), data, recon_loss, small_cfg(eval_every=0, checkpoint_every=0), progress=False)
+    seen = seen[1:] + [live.model.state_dict()]           # weights after steps 1..12 (training is unchanged by EMA)
+    expected = {k: v.clone() for k, v in seen[0].items()}  # the average starts at the weights after step 1
+    for t, weights in enumerate(seen[1:], start=1):
+        decay = min(0.5, (1 + t) / (10 + t))
+        for k in expected:
+            expected[k] = decay * expected[k] + (1 - decay) * weights[k]
+    for name, tensor in result.model.state_dict().items():
+        assert torch.allclose(tensor, expected[name], atol=1e-6), name
+        assert not torch.equal(tensor, live.model.state_dict()[name]), name
+
+
+def test_weight_average_resumes_bit_exact_and_the_checkpoint_keeps_both(tmp_path):
+    data, cfg = images(), small_cfg(weight_ema=0.9)
+    full = fit(tiny_autoencoder(), data, recon_loss, cfg, checkpoint=tmp_path / "full.pt",
+               validate=validate_mean_output, progress=False)
+    path = tmp_path / "cut.pt"
+    with pytest.raises(Interrupt):
+        fit(tiny_autoencoder(), data, interrupted(recon_loss, 8), cfg, checkpoint=path,
+            validate=validate_mean_output, progress=False)
+    resumed = fit(tiny_autoencoder(seed=99), data, recon_loss, cfg, checkpoint=path,
+                  validate=validate_mean_output, progress=False)
+    for name, tensor in full.model.state_dict().items():
+        assert torch.equal(tensor, resumed.model.state_dict()[name]), name
+    assert resumed.history["val_mean"] == full.history["val_mean"]
+    ckpt = load_checkpoint(tmp_path / "full.pt")
+    for name, tensor in ckpt["model"].items():             # "model": the average (what loaders give)
+        assert torch.equal(tensor, full.model.state_dict()[name])
+    assert any(not torch.equal(ckpt["live_model"][k], v) for k, v in ckpt["model"].items())
+    with pytest.raises(ValueError, match="weight_ema"):
+        small_cfg(weight_ema=1.0)
+
+
 def test_finished_checkpoint_is_loaded_without_training(tmp_path):
     data, cfg, path = images(), small_cfg(), tmp_path / "run.pt"
     first = fit(tiny_autoencoder(), data, recon_loss, cfg, checkpoint=path, progress=False)

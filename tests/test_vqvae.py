@@ -92,6 +92,27 @@ def test_decode_indices_matches_forward_in_eval():
         assert torch.allclose(model.decode_indices(indices), out.reconstruction, atol=1e-5)
 
 
+def test_code_noise_swaps_a_share_of_decoder_inputs_in_training_only():
+    model = tiny(code_noise=0.5)
+    x = images(n=8)
+    model.train()
+    model(x)                                                   # data init of the codebook
+    with torch.no_grad():
+        z_q = model.quantizer.lookup(model.encode_indices(x))  # (B, D, h, w)
+        indices = model.encode_indices(x)
+        torch.manual_seed(1)
+        noisy = model.corrupt(z_q, indices)
+    changed = (noisy != z_q).any(dim=1).float().mean()         # positions whose vector was swapped (and differs)
+    assert 0.25 < changed < 0.55
+    codebook = model.quantizer.codebook
+    assert ((noisy.permute(0, 2, 3, 1)[..., None, :] - codebook).abs().sum(-1) < 1e-6).any(-1).all()  # real codes
+    model.eval()
+    with torch.no_grad():                                      # evaluation decodes the codes as they are
+        assert torch.allclose(model(x).reconstruction, model.decode_indices(indices), atol=1e-5)
+    with pytest.raises(ValueError, match="code_noise"):
+        VQVAEConfig(code_noise=1.0)
+
+
 def state(model):
     return {k: v.clone() for k, v in model.state_dict().items()}
 

@@ -39,6 +39,8 @@ class VQVAEConfig:
     input_scale: float = 1.0      # reconstruction error is measured there (Sonnet: [-0.5, 0.5]; Misha: [-1, 1])
     recon_divisor: float = 1.0    # the reconstruction MSE is divided by this (Sonnet and Misha: the variance
                                   # of the training slices in [0, 1]; set by ``with_data_variance``)
+    code_noise: float = 0.0       # in training, this share of positions is decoded from another position's code
+                                  # (of the same batch): a decoder that copes with a prior's mistakes
 
     def __post_init__(self):
         if self.downsample not in (2, 4, 8):
@@ -54,6 +56,8 @@ class VQVAEConfig:
             raise ValueError("VQVAEConfig.ema_debias (Sonnet's zero-started EMA) needs ema=True, restart_dead=False "
                              f"and codebook_init 'random' or 'scaled'; got ema={self.ema}, "
                              f"restart_dead={self.restart_dead}, codebook_init={self.codebook_init!r}")
+        if not 0.0 <= self.code_noise < 1.0:
+            raise ValueError(f"VQVAEConfig.code_noise must lie in [0, 1), got {self.code_noise}")
         if self.input_scale <= 0 or self.recon_divisor <= 0:
             raise ValueError(f"VQVAEConfig.input_scale and recon_divisor must be positive, got {self.input_scale} "
                              f"and {self.recon_divisor}")
@@ -116,6 +120,8 @@ class TrainConfig:
     precision: str = "auto"       # "auto" (bf16 autocast on CUDA, else fp32) | "fp32" | "bf16"
     channels_last: bool = False   # NHWC memory layout for the convolutions
     compile: bool = False         # torch.compile the model for training
+    weight_ema: float = 0.0       # > 0: also keep an exponential moving average of the weights (Polyak averaging);
+                                  # validation scores it, the checkpoint's "model" holds it and ``fit`` returns it
 
     def __post_init__(self):
         if self.steps < 1:
@@ -124,6 +130,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.minutes must be positive, got {self.minutes}")
         if self.schedule not in ("cosine", "constant"):
             raise ValueError(f"TrainConfig.schedule must be 'cosine' or 'constant', got {self.schedule!r}")
+        if not 0.0 <= self.weight_ema < 1.0:
+            raise ValueError(f"TrainConfig.weight_ema must lie in [0, 1), got {self.weight_ema}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"TrainConfig.precision must be one of {PRECISIONS}, got {self.precision!r}")
 
@@ -139,6 +147,8 @@ class PixelCNNConfig:
     conditional: bool = True      # a per-layer label bias before each gate (when the data has labels)
     depth_buckets: int = 4        # OASIS layout: labels are this many equal bins of the slice index
     position: bool = True         # learned row and column biases before each gate (where am I in the map?)
+    init_from_codes: bool = False # start from the data: code embedding = the codebook's principal components,
+                                  # output = the training histogram of codes (``pixelcnn.init_from_codes``)
     codebook_size: int = 512      # K: filled in from the VQ-VAE by the pipeline
     n_labels: int = 0             # label classes (0: unconditional): filled in from the data by the pipeline
     height: int = 0               # code map size (h, w) for the position biases: filled in by the pipeline
@@ -157,6 +167,9 @@ class PixelCNNConfig:
         if self.coarse_codes < 0 or self.coarse_factor < 2 or self.cond_channels < 0:
             raise ValueError(f"PixelCNNConfig.coarse_codes must be >= 0, coarse_factor >= 2 and cond_channels >= 0, "
                              f"got {self.coarse_codes}, {self.coarse_factor} and {self.cond_channels}")
+        if self.init_from_codes and self.coarse_codes:
+            raise ValueError("PixelCNNConfig.init_from_codes is for a one-level prior; a coarse-to-fine prior "
+                             f"(coarse_codes={self.coarse_codes}) starts at random")
         if self.height < 0 or self.width < 0:
             raise ValueError(f"PixelCNNConfig.height and width must be >= 0, got {self.height} and {self.width}")
         if self.n_labels < 0 or self.depth_buckets < 1:

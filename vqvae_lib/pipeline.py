@@ -24,8 +24,8 @@ from .codemaps import load_code_maps
 from .config import PixelCNNConfig, Profile, TrainConfig, VQVAEConfig, get_profile
 from .data import SliceDataset, default_eval_split, load_dataset
 from .leakage import LEAKAGE_SSIM, leakage_share
-from .metrics import ReconstructionEval, evaluate_reconstruction, reconstruction_validator
-from .pixelcnn import GatedPixelCNN
+from .metrics import ReconstructionEval, code_usage, evaluate_reconstruction, reconstruction_validator
+from .pixelcnn import GatedPixelCNN, init_from_codes
 from .prior import prior_loss, prior_validator
 from .train import FitResult, fit
 from .utils import atomic_write_bytes, get_device, runs_dir, set_seed
@@ -193,8 +193,9 @@ def train_prior(vqvae_path: str | Path, source: str, out_dir: str | Path, model_
     cfg = replace(model_cfg, codebook_size=train_maps.codebook_size, height=train_maps.shape[0],
                   width=train_maps.shape[1],
                   n_labels=train_maps.n_labels if model_cfg.conditional else 0)
-    codebook = load_vqvae(vqvae_path, torch.device("cpu")).quantizer.codebook if cfg.coarse_codes else None
-    if codebook is not None:
+    needs_codebook = cfg.coarse_codes or cfg.init_from_codes
+    codebook = load_vqvae(vqvae_path, torch.device("cpu")).quantizer.codebook if needs_codebook else None
+    if cfg.coarse_codes:
         cfg = replace(cfg, code_dim=codebook.shape[1])
     meta = {"kind": "prior", "config": cfg.to_dict(), "vqvae_fingerprint": vqvae_fingerprint,
             "vqvae_path": str(vqvae_path), "source": str(source), "latent_shape": list(train_maps.shape),
@@ -203,8 +204,10 @@ def train_prior(vqvae_path: str | Path, source: str, out_dir: str | Path, model_
     val_labels = val_maps.labels[:VAL_CODE_MAPS] if cfg.n_labels else None
     set_seed(train_cfg.seed)  # before the model is built: one seed, one set of initial weights
     model = build_prior(cfg).to(device)
-    if codebook is not None:  # the coarse codes: k-means of the training maps' block averages (seeded)
+    if cfg.coarse_codes:  # the coarse codes: k-means of the training maps' block averages (seeded)
         model.fit(codebook.to(device), train_maps.indices, seed=train_cfg.seed)
+    if cfg.init_from_codes:  # overwritten by the checkpoint's weights when the run resumes
+        init_from_codes(model, codebook, code_usage(train_maps.indices, cfg.codebook_size))
     result = fit(describe_prior(model, meta), train_maps.indices, prior_loss, train_cfg,
                  labels=train_maps.labels if cfg.n_labels else None, checkpoint=path,
                  validate=prior_validator(val_maps.indices[:VAL_CODE_MAPS], val_labels), meta=meta,

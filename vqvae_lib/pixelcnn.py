@@ -186,6 +186,33 @@ class GatedPixelCNN(CodePrior):
         return self.head(h)
 
 
+@torch.no_grad()
+def init_from_codes(model: CodePrior, codebook: torch.Tensor, counts: torch.Tensor) -> None:
+    """Start a prior where the data already point, instead of at random:
+
+    - the code embedding: the codebook vectors (K, D) on their first C principal directions, each scaled to
+      unit variance (the scale of ``nn.Embedding``'s own init), so codes that decode alike start alike;
+      with D < C the remaining C - D columns keep their random init;
+    - the output layer: weights 0 and bias log((counts + 1) / sum): at step 0 the prior predicts the
+      training histogram of codes (the independent-codes prior of ``vqvae_lib.prior``) everywhere, not
+      the uniform distribution (log2 K bits per code), and its first steps are spent on context.
+    """
+    K, C = model.config.codebook_size, model.config.channels
+    if codebook.shape[0] != K or counts.shape != (K,):
+        raise ValueError(f"init_from_codes needs a codebook (K, D) and counts (K,) with K = {K}, got "
+                         f"{tuple(codebook.shape)} and {tuple(counts.shape)}")
+    centred = codebook.double().cpu() - codebook.double().cpu().mean(dim=0)   # (K, D)
+    _, _, v = torch.linalg.svd(centred, full_matrices=False)                  # v (D, D): rows = directions
+    n = min(C, v.shape[0])
+    projected = centred @ v[:n].T                                             # (K, n)
+    projected = projected / projected.std(dim=0).clamp(min=1e-12)
+    weight = model.embedding.weight
+    weight[:, :n] = projected.to(weight)
+    last = model.head[-1]
+    last.weight.zero_()
+    last.bias.copy_(torch.log((counts.double().cpu() + 1) / (counts.double().sum() + K)).to(last.bias))
+
+
 class MaskedConv2d(nn.Conv2d):
     """A k x k convolution that sees only the positions before the centre in raster order (mask "A"),
     or those and the centre (mask "B"). Same-size output (padding k // 2)."""

@@ -458,3 +458,27 @@ def benchmark_records(data: str = "default", budget: str | None = None,
     if variants is not None:
         return sorted((r for r in records if r["variant"] in variants), key=lambda r: variants.index(r["variant"]))
     return sorted(records, key=lambda r: (r["variant"] != "class", r["variant"]))
+
+
+RECORD_COLUMNS = (("prior steps", "prior.steps", "{:.0f}"), ("bits/code", "prior.test_bits_per_code", "{:.2f}"),
+                  ("NN SSIM", "nn_ssim_mean", "{:.3f}"), ("share > 0.6", "nn_ssim_share_above_0.6", "{:.0%}"),
+                  ("border", "border_tissue_samples", "{:.0f}"), ("pairwise", "pairwise_ssim", "{:.3f}"),
+                  ("two-sample", "two_sample_accuracy", "{:.2f}"), ("depth", "depth_agreement", "{:.0%}"))
+
+
+def records_table(records: list[dict]) -> str:
+    """Benchmark records (``benchmark_records``) as a text table, one row per record (its variant), and a last row
+    for the real test slices of the first record scored the same way (the ceiling; "-" where nothing applies)."""
+    def cell(summary: dict, key: str, fmt: str) -> str:
+        value = summary.get(key.split(".")[-1]) if key.startswith("prior.") else summary.get(key)
+        return "-" if value is None else fmt.format(value)
+
+    width = max([len(r["variant"]) for r in records] + [len("real slices")])
+    lines = [f"{'':>{width}} | " + " | ".join(f"{title:>11}" for title, _, _ in RECORD_COLUMNS)]
+    rows = [(r["variant"], r) for r in records] + ([("real slices", None)] if records else [])
+    for name, r in rows:
+        cells = [cell(r["prior"] if key.startswith("prior.") else r["samples"], key, fmt) if r is not None else
+                 ("-" if key.startswith("prior.") else cell(records[0]["real"], key, fmt))
+                 for _, key, fmt in RECORD_COLUMNS]
+        lines.append(f"{name:>{width}} | " + " | ".join(f"{c:>11}" for c in cells))
+    return "\n".join(lines)

@@ -42,6 +42,7 @@ import math
 import random
 import warnings
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
@@ -267,6 +268,37 @@ class _Run:
         self.device = next(self.model.parameters()).device
         self.net = self.model  # what the loss function calls: the model, or its DDP / compiled wrapper
         self.dtype = autocast_dtype(self.cfg, self.device)
+        self.ema: dict[str, Tensor] | None = None  # the averaged weights (cfg.weight_ema > 0), from the first step
+
+    def update_ema(self) -> None:
+        """After a step: ema <- decay * ema + (1 - decay) * weights, with decay min(cfg.weight_ema,
+        (1 + t) / (10 + t)) at step t so that the early average follows the weights (TensorFlow's
+        ``num_updates``); integer buffers are copied."""
+        if self.cfg.weight_ema <= 0:
+            return
+        state = self.model.state_dict()
+        if self.ema is None:
+            self.ema = {name: value.detach().clone() for name, value in state.items()}
+            return
+        decay = min(self.cfg.weight_ema, (1 + self.step) / (10 + self.step))
+        for name, value in state.items():
+            if value.is_floating_point():
+                self.ema[name].lerp_(value.detach(), 1 - decay)
+            else:
+                self.ema[name].copy_(value)
+
+    @contextmanager
+    def averaged(self):
+        """The model holds the averaged weights inside the block (and its own afterwards); a no-op without EMA."""
+        if self.ema is None:
+            yield
+            return
+        live = {name: value.detach().clone() for name, value in self.model.state_dict().items()}
+        self.model.load_state_dict(self.ema)
+        try:
+            yield
+        finally:
+            self.model.load_state_dict(live)
 
     def prepare(self) -> None:
         """Memory layout, DistributedDataParallel, torch.compile: after resuming, before the first step."""
@@ -321,12 +353,14 @@ class _Run:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.step()
+        self.update_ema()
         return value, metrics
 
     def validate(self, validate: Callable[[nn.Module], dict]) -> None:
         """Score the model on rank 0; if that fails, every rank raises the same error (``on_main``)."""
         def score():
-            scores = {f"val_{name}": float(v) for name, v in validate(self.model).items()}
+            with self.averaged():
+                scores = {f"val_{name}": float(v) for name, v in validate(self.model).items()}
             _record(self.history, {"val_step": self.step, **scores})
         distributed.on_main(score)
         self.validated_step = self.step
@@ -338,11 +372,15 @@ class _Run:
         def write():
             if not _all_finite(self.model):
                 raise TrainingDiverged(f"non-finite weights at step {self.step}; {self.kept()}")
+            # with EMA, "model" is the averaged weights (what load_vqvae / load_prior give) and "live_model"
+            # the trained ones, which a resumed run continues from
+            live = self.model.state_dict()
             save_checkpoint({
                 "meta": self.meta, "train_config": self.cfg.to_dict(), "planned_steps": self.planned,
-                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(), "step": self.step,
-                "train_seconds": self.seconds, "history": self.history, "sampler": self.sampler.state_dict(),
-                "rng": _rng_state(), "fingerprint": self.fingerprint,
+                "model": live if self.ema is None else self.ema, "optimizer": self.optimizer.state_dict(),
+                "step": self.step, "train_seconds": self.seconds, "history": self.history,
+                "sampler": self.sampler.state_dict(), "rng": _rng_state(), "fingerprint": self.fingerprint,
+                **({} if self.ema is None else {"live_model": live}),
             }, self.path)
         distributed.on_main(write)
         self.saved_step = self.step
@@ -360,9 +398,11 @@ class _Run:
                              f"({'; '.join(problems)}); use the same settings to resume it, or delete it / choose "
                              f"another output folder to train anew")
         try:
-            self.model.load_state_dict(ckpt["model"])
+            self.model.load_state_dict(ckpt.get("live_model", ckpt["model"]))
         except RuntimeError as err:
             raise ValueError(f"checkpoint {self.path} does not fit this model: {err}") from err
+        if "live_model" in ckpt:
+            self.ema = {name: value.detach().clone() for name, value in ckpt["model"].items()}
         self.optimizer.load_state_dict(ckpt["optimizer"])
         _set_rng_state(ckpt["rng"])
         self.step, self.seconds = int(ckpt["step"]), float(ckpt["train_seconds"])
@@ -482,7 +522,9 @@ def fit(model: nn.Module, data: Tensor, loss_fn: LossFn, cfg: TrainConfig, *, la
     every ``cfg.eval_every`` steps and at the end. ``meta`` (plain values: str, int, float, bool, None, lists,
     dicts) is stored in the checkpoint. A fresh run seeds Python, NumPy and torch with ``cfg.seed`` (seed
     before building the model too, for reproducible initial weights: the pipeline does); a resumed run
-    restores their states. The model ends in eval mode.
+    restores their states. With ``cfg.weight_ema`` > 0 an average of the weights is kept beside them (validated,
+    saved as the checkpoint's "model", returned); the trained weights are saved too and a resumed run continues them.
+    The model ends in eval mode.
     """
     if len(data) == 0:
         raise ValueError("fit needs at least one training example; data is empty")
@@ -530,6 +572,8 @@ def fit(model: nn.Module, data: Tensor, loss_fn: LossFn, cfg: TrainConfig, *, la
     if path is not None and (validated or run.saved_step != run.step):
         run.save()
     distributed.barrier()  # the final checkpoint is on disk before any rank returns
+    if run.ema is not None:
+        model.load_state_dict(run.ema)
     model.eval()
     return FitResult(model=model, history=run.history, step=run.step, train_seconds=run.seconds,
                      stopped=stopped, checkpoint=path, start_step=start_step, planned_steps=run.planned,

@@ -131,9 +131,22 @@ class VQVAE(nn.Module):
         """(B, h, w) -> reconstruction (B, C, H, W)"""
         return self.decode(self.quantizer.lookup(indices))
 
+    def corrupt(self, quantized: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        """Training only: each position's vector (B, D, h, w), with probability ``code_noise``, replaced by the
+        codebook vector of a random position's code in the batch (so codes come as often as they are used).
+        The decoder learns to make a coherent slice from a code map with a few wrong codes, as a prior's are."""
+        B, _, h, w = quantized.shape
+        replace = torch.rand(B, 1, h, w, device=quantized.device) < self.config.code_noise    # (B, 1, h, w)
+        donors = torch.randint(indices.numel(), (B, h, w), device=indices.device)
+        other = self.quantizer.lookup(indices.flatten()[donors]).to(quantized.dtype)         # (B, D, h, w)
+        return torch.where(replace, other, quantized)
+
     def forward(self, x: torch.Tensor) -> VQVAEOutput:
         vq = self.quantize(self.encode(x))
-        y = self.decoder(vq.quantized)  # (B, C, H, W), in the encoder's input range
+        quantized = vq.quantized
+        if self.training and self.config.code_noise > 0:
+            quantized = self.corrupt(quantized, vq.indices)
+        y = self.decoder(quantized)  # (B, C, H, W), in the encoder's input range
         # the MSE where the model works (the baselines: [-0.5, 0.5] or [-1, 1], divided by the data variance)
         recon_loss = F.mse_loss(y.float(), self.to_model(x).float()) / self.config.recon_divisor
         x_hat = self.to_image(y)
