@@ -226,9 +226,9 @@ def time_figure(curve: list[dict]) -> Path:
     minutes = [r["prior"]["minutes"] for r in curve]
     for ax, (key, title, target) in zip(fig.subplots(1, len(panels)), panels):
         ax.plot(minutes, [r["samples"][key] for r in curve], "o-", color="tab:blue", label="samples")
-        for m, r in zip(minutes, curve):
-            ax.annotate(f"{r['prior']['steps']} steps", (m, r["samples"][key]), fontsize=7,
-                        textcoords="offset points", xytext=(3, -10))
+        for i, (m, r) in enumerate(zip(minutes, curve)):   # alternately below and above: neighbours do not collide
+            ax.annotate(f"{r['prior']['steps']} steps", (m, r["samples"][key]), fontsize=7, textcoords="offset points",
+                        xytext=(-3, -10 if i % 2 == 0 else 6), ha="right" if i == len(curve) - 1 else "left")
         ax.axhline(curve[0]["real"][key], color="black", ls="--", lw=1, label="real test slices")
         ax.axhline(target, color="tab:red", ls=":", lw=1, label=f"target {target:g}")
         ax.axvline(4, color="grey", lw=0.8, alpha=0.5)
@@ -240,6 +240,60 @@ def time_figure(curve: list[dict]) -> Path:
     path = FIGURES / "bench_quality_vs_prior_time.png"
     fig.savefig(path, dpi=110, metadata=figure_metadata("benchmark"))
     return path
+
+
+# the levers measured on one 3-minute VQ-VAE (built-in data) with a 4-minute prior, T = 1, all codes: what each
+# changes against the class profile's prior (variant "position": the same settings, same VQ-VAE)
+LEVERS = {
+    "position": "none: the class profile's prior (the reference row)",
+    "no-position": "no row / column biases before the gates",
+    "prior-b4": "batch 4 instead of 8 (twice the steps)",
+    "prior-bf16": "bf16 autocast for the prior (this CPU has bf16 units)",
+    "prior-ema": "an exponential moving average of the weights (decay 0.99) is what is kept",
+    "prior-init": "starts from the codebook's principal components and the code histogram",
+    "prior-k3": "3 x 3 instead of 5 x 5 gated layers",
+    "prior-k3-l20": "3 x 3 gated layers, 20 instead of 10",
+    "coarse": "coarse-to-fine: a 16 x 16 map of 64 coarse codes first, then the codes given it",
+    "code-noise": "its own VQ-VAE, trained decoding 10 % of positions from another position's code",
+}
+
+
+def lever_rows(records: list[dict]) -> list[str]:
+    """One row per lever (``LEVERS``): prior steps and bits, the sample measures, and the reconstruction."""
+    rows = ["| lever | what it changes | prior steps | bits/code (test) | NN SSIM | share > 0.6 | border | "
+            "two-sample acc. | depth | recon SSIM |", "|---" * 10 + "|"]
+    chosen = {r["variant"]: r for r in records if plain_default(r) and r["prior"]["minutes"] == 4.0
+              and r["vqvae"]["minutes"] == 3.0 and r["variant"] in LEVERS}
+    for variant, what in LEVERS.items():
+        if (r := chosen.get(variant)) is None:
+            continue
+        cells = " | ".join(_value(r["samples"], k) for k in ("nn_ssim_mean", "nn_ssim_share_above_0.6",
+                                                              "border_tissue_samples", "two_sample_accuracy",
+                                                              "depth_agreement"))
+        rows.append(f"| `{variant}` | {what} | {r['prior']['steps']} | {r['prior']['test_bits_per_code']:.2f} | "
+                    f"{cells} | {r['vqvae']['test']['ssim_mean']:.3f} |")
+    return rows
+
+
+SAME_COST = ("position", "prior-ema", "prior-init", "code-noise")  # priors whose steps cost the same
+
+
+def spread_sentence(records: list[dict]) -> str:
+    """How far two trainings of the class settings lie apart, and how the probe's step count varies: the yardstick
+    for the levers."""
+    plain = [r for r in records if plain_default(r) and (r["vqvae"]["minutes"], r["prior"]["minutes"]) == (3.0, 4.0)]
+    twins = [r for r in plain if r["variant"] in ("class", "position")]
+    steps = [r["prior"]["steps"] for r in plain if r["variant"] in SAME_COST]
+    if len(twins) != 2 or not steps:
+        return ""
+    a, b = (t["samples"] for t in twins)
+    return (f"Two trainings of the class settings (variants `class` and `position`: the same settings, each with its "
+            f"own VQ-VAE) lie {abs(a['nn_ssim_mean'] - b['nn_ssim_mean']):.3f} apart in NN SSIM, "
+            f"{100 * abs(a['nn_ssim_share_above_0.6'] - b['nn_ssim_share_above_0.6']):.0f} points in the share above "
+            f"0.6 and {abs(a['two_sample_accuracy'] - b['two_sample_accuracy']):.2f} in two-sample accuracy: a lever "
+            "must beat the reference by more than that. The timing probe planned "
+            f"{min(steps)}-{max(steps)} steps for priors of the same cost per step ({', '.join(SAME_COST)}): its "
+            "estimate varies with the machine's load, and fewer steps mean worse samples.")
 
 
 def sample_table(records: list[dict]) -> list[str]:
@@ -402,6 +456,12 @@ def main() -> None:
                   f"![Sample quality of the prior variants](../figures/{sample_figure(samples).name})", "",
                   "Command: `python benchmarks/sample_quality.py --data default --variant class` (`--data kaggle`; "
                   "`--variant no-position`, ...; `--prior-minutes M`).", ""]
+        lines += ["### Levers for the prior at the class budget", "",
+                  "Each on the same 3-minute VQ-VAE as the reference row (code-noise trains its own), prior 4 minutes "
+                  "(steps planned by the timing probe), 256 samples at T = 1 from all codes, seed 0; the real "
+                  "ceiling is the table's above. " + spread_sentence(samples), "",
+                  *lever_rows(samples), "",
+                  "Command: `python benchmarks/sample_quality.py --data default --variant LEVER`.", ""]
         curve = time_curve(samples)
         if len(curve) > 1:
             lines += ["### Sample quality against the prior's training time", "",

@@ -41,6 +41,12 @@ VARIANTS = {
     "prior-bf16": ({}, {}, {"precision": "bf16"}, {}),
     "bf16": ({}, {}, {"precision": "bf16"}, {"precision": "bf16"}),   # VQ-VAE and prior in bf16 autocast
     "coarse": ({}, {"coarse_codes": 64}, {}, {}),     # coarse-to-fine prior: a 16 x 16 map of 64 coarse codes first
+    "prior-b4": ({}, {}, {"batch_size": 4}, {}),      # the prior with batch 4: twice the steps in the same time
+    "prior-init": ({}, {"init_from_codes": True}, {}, {}),  # the prior starts from the codebook and code histogram
+    "prior-ema": ({}, {}, {"weight_ema": 0.99}, {}),   # the prior's weights averaged (Polyak, decay 0.99)
+    "prior-k3": ({}, {"kernel_size": 3}, {}, {}),     # 3 x 3 gated layers: half the compute, twice the steps
+    "prior-k3-l20": ({}, {"kernel_size": 3, "n_layers": 20}, {}, {}),  # ... and twice the layers: same reach as k5
+    "code-noise": ({"code_noise": 0.1}, {}, {}, {}),  # the decoder trained on maps with 10 % wrong codes
 }
 
 
@@ -142,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
         "prior": {"config": prior.config.to_dict(), "minutes": args.prior_minutes, "steps": prior_fit.step,
                   "train_seconds": round(prior_fit.train_seconds, 1), "precision": prior_train.precision,
                   "test_bits_per_code": test_bits["bits_per_code"],
+                  # the training loss at the end (mean of the last 100 steps): against val / test, how far it overfits
+                  "train_bits_per_code": sum(prior_fit.history["bits_per_code"][-100:])
+                  / len(prior_fit.history["bits_per_code"][-100:]),
                   "val_bits_per_code": prior_fit.history.get("val_bits_per_code", [None])[-1]},
         "sampling": {"n": args.n, "temperature": args.temperature, "top_k": args.top_k, "seed": args.seed,
                      "seconds_for_16": round(seconds_16, 2)},
