@@ -250,10 +250,10 @@ def _draw_pca(ax, projection: Projection, counts, highlight: int | None = None,
     if neighbours is not None and highlight is not None:
         for n in _numpy(neighbours.indices):
             ax.plot(*xy[[highlight, n]].T, color=HIGHLIGHT_COLOUR, lw=0.8, alpha=0.7)
-        ax.scatter(*xy[_numpy(neighbours.indices)].T, facecolors="none", edgecolors=HIGHLIGHT_COLOUR, s=50,
-                   label="nearest codes")
+        ax.scatter(*xy[_numpy(neighbours.indices)].T, facecolors="none", edgecolors=HIGHLIGHT_COLOUR, s=60,
+                   lw=1.3, label="nearest codes", zorder=6)   # above the star: neighbours often sit right beside it
     if highlight is not None:
-        ax.scatter(*xy[highlight], marker="*", s=220, color=HIGHLIGHT_COLOUR, edgecolors="k", lw=0.6,
+        ax.scatter(*xy[highlight], marker="*", s=160, color=HIGHLIGHT_COLOUR, edgecolors="k", lw=0.6, alpha=0.6,
                    label=f"code {highlight}", zorder=5)
     explained = _numpy(projection.explained)
     ax.set(xlabel=f"PC 1 ({100 * explained[0]:.0f}% of variance)",
