@@ -195,6 +195,11 @@ def plain_default(r: dict) -> bool:
     return r["data"] == "default" and s["temperature"] == 1.0 and not s["top_k"] and not s.get("seed")
 
 
+def at_class_budget(r: dict) -> bool:
+    """A ``plain_default`` record of a 3-minute VQ-VAE and a 4-minute prior: the rows the levers compare."""
+    return plain_default(r) and (r["vqvae"]["minutes"], r["prior"]["minutes"]) == (3.0, 4.0)
+
+
 def sample_figure(records: list[dict]) -> Path:
     """The notebook-04 comparison (``plotting_prior.sample_quality_comparison``) of the variants that share one
     VQ-VAE and one budget on the built-in data, at temperature 1."""
@@ -262,8 +267,7 @@ def lever_rows(records: list[dict]) -> list[str]:
     """One row per lever (``LEVERS``): prior steps and bits, the sample measures, and the reconstruction."""
     rows = ["| lever | what it changes | prior steps | bits/code (test) | NN SSIM | share > 0.6 | border | "
             "two-sample acc. | depth | recon SSIM |", "|---" * 10 + "|"]
-    chosen = {r["variant"]: r for r in records if plain_default(r) and r["prior"]["minutes"] == 4.0
-              and r["vqvae"]["minutes"] == 3.0 and r["variant"] in LEVERS}
+    chosen = {r["variant"]: r for r in records if at_class_budget(r) and r["variant"] in LEVERS}
     for variant, what in LEVERS.items():
         if (r := chosen.get(variant)) is None:
             continue
@@ -281,7 +285,7 @@ SAME_COST = ("position", "prior-ema", "prior-init", "code-noise")  # priors whos
 def spread_sentence(records: list[dict]) -> str:
     """How far two trainings of the class settings lie apart, and how the probe's step count varies: the yardstick
     for the levers."""
-    plain = [r for r in records if plain_default(r) and (r["vqvae"]["minutes"], r["prior"]["minutes"]) == (3.0, 4.0)]
+    plain = [r for r in records if at_class_budget(r)]
     twins = [r for r in plain if r["variant"] in ("class", "position")]
     steps = [r["prior"]["steps"] for r in plain if r["variant"] in SAME_COST]
     if len(twins) != 2 or not steps:

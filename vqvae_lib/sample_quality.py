@@ -460,25 +460,26 @@ def benchmark_records(data: str = "default", budget: str | None = None,
     return sorted(records, key=lambda r: (r["variant"] != "class", r["variant"]))
 
 
-RECORD_COLUMNS = (("prior steps", "prior.steps", "{:.0f}"), ("bits/code", "prior.test_bits_per_code", "{:.2f}"),
-                  ("NN SSIM", "nn_ssim_mean", "{:.3f}"), ("share > 0.6", "nn_ssim_share_above_0.6", "{:.0%}"),
-                  ("border", "border_tissue_samples", "{:.0f}"), ("pairwise", "pairwise_ssim", "{:.3f}"),
-                  ("two-sample", "two_sample_accuracy", "{:.2f}"), ("depth", "depth_agreement", "{:.0%}"))
+# (title, part of the record, key, format): "prior" cells come from the record's prior, the others from its samples
+RECORD_COLUMNS = (("prior steps", "prior", "steps", "{:.0f}"), ("bits/code", "prior", "test_bits_per_code", "{:.2f}"),
+                  ("NN SSIM", "samples", "nn_ssim_mean", "{:.3f}"),
+                  ("share > 0.6", "samples", "nn_ssim_share_above_0.6", "{:.0%}"),
+                  ("border", "samples", "border_tissue_samples", "{:.0f}"),
+                  ("pairwise", "samples", "pairwise_ssim", "{:.3f}"),
+                  ("two-sample", "samples", "two_sample_accuracy", "{:.2f}"),
+                  ("depth", "samples", "depth_agreement", "{:.0%}"))
 
 
 def records_table(records: list[dict]) -> str:
     """Benchmark records (``benchmark_records``) as a text table, one row per record (its variant), and a last row
     for the real test slices of the first record scored the same way (the ceiling; "-" where nothing applies)."""
-    def cell(summary: dict, key: str, fmt: str) -> str:
-        value = summary.get(key.split(".")[-1]) if key.startswith("prior.") else summary.get(key)
-        return "-" if value is None else fmt.format(value)
-
-    width = max([len(r["variant"]) for r in records] + [len("real slices")])
-    lines = [f"{'':>{width}} | " + " | ".join(f"{title:>11}" for title, _, _ in RECORD_COLUMNS)]
-    rows = [(r["variant"], r) for r in records] + ([("real slices", None)] if records else [])
+    rows = [(r["variant"], r) for r in records]
+    if records:  # the real slices: their sample measures are the record's "real" part; they have no prior
+        rows.append(("real slices", {"prior": {}, "samples": records[0]["real"]}))
+    width = max(len(name) for name, _ in rows + [("real slices", None)])
+    lines = [f"{'':>{width}} | " + " | ".join(f"{title:>11}" for title, *_ in RECORD_COLUMNS)]
     for name, r in rows:
-        cells = [cell(r["prior"] if key.startswith("prior.") else r["samples"], key, fmt) if r is not None else
-                 ("-" if key.startswith("prior.") else cell(records[0]["real"], key, fmt))
-                 for _, key, fmt in RECORD_COLUMNS]
+        cells = ["-" if (value := r[part].get(key)) is None else fmt.format(value)
+                 for _, part, key, fmt in RECORD_COLUMNS]
         lines.append(f"{name:>{width}} | " + " | ".join(f"{c:>11}" for c in cells))
     return "\n".join(lines)

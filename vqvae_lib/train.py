@@ -402,7 +402,7 @@ class _Run:
         except RuntimeError as err:
             raise ValueError(f"checkpoint {self.path} does not fit this model: {err}") from err
         if "live_model" in ckpt:
-            self.ema = {name: value.detach().clone() for name, value in ckpt["model"].items()}
+            self.ema = dict(ckpt["model"])   # freshly loaded tensors: no copy needed
         self.optimizer.load_state_dict(ckpt["optimizer"])
         _set_rng_state(ckpt["rng"])
         self.step, self.seconds = int(ckpt["step"]), float(ckpt["train_seconds"])
