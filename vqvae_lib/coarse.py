@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from .config import PixelCNNConfig
 from .pixelcnn import GatedPixelCNN, check_codes
 from .quantizer import kmeans, squared_distances
+from .transformer import CodeTransformer
 
 
 def top_config(cfg: PixelCNNConfig) -> PixelCNNConfig:
@@ -115,6 +116,9 @@ class CoarseToFinePrior(nn.Module):
                                                               reduction="sum")
 
 
-def build_prior(cfg: PixelCNNConfig) -> GatedPixelCNN | CoarseToFinePrior:
-    """The prior a config describes: coarse-to-fine when ``cfg.coarse_codes`` > 0, else one gated PixelCNN."""
+def build_prior(cfg: PixelCNNConfig) -> GatedPixelCNN | CoarseToFinePrior | CodeTransformer:
+    """The prior a config describes: a causal transformer when ``cfg.architecture`` says so, coarse-to-fine
+    when ``cfg.coarse_codes`` > 0, else one gated PixelCNN."""
+    if cfg.architecture == "transformer":
+        return CodeTransformer(cfg)
     return CoarseToFinePrior(cfg) if cfg.coarse_codes else GatedPixelCNN(cfg)

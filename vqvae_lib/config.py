@@ -141,8 +141,11 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class PixelCNNConfig:
-    channels: int = 32            # C: code embedding size and width of both stacks
-    n_layers: int = 10            # gated layers: the first with mask A, the others mask B
+    architecture: str = "gated"   # "gated": the gated PixelCNN (vqvae_lib.pixelcnn); "transformer": a causal
+                                  # transformer over the same maps (vqvae_lib.transformer)
+    channels: int = 32            # C: code embedding size and width of both stacks (transformer: model width)
+    n_layers: int = 10            # gated layers: the first with mask A, the others mask B (transformer: blocks)
+    heads: int = 4                # attention heads (transformer only; C must be a multiple)
     kernel_size: int = 5          # k (odd): the vertical stack sees k columns, the horizontal k // 2 + 1
     conditional: bool = True      # a per-layer label bias before each gate (when the data has labels)
     depth_buckets: int = 4        # OASIS layout: labels are this many equal bins of the slice index
@@ -159,6 +162,13 @@ class PixelCNNConfig:
     cond_channels: int = 0        # channels of a conditioning map before every gate (set by vqvae_lib.coarse)
 
     def __post_init__(self):
+        if self.architecture not in ("gated", "transformer"):
+            raise ValueError(f"PixelCNNConfig.architecture must be 'gated' or 'transformer', got {self.architecture!r}")
+        if self.architecture == "transformer" and (self.heads < 1 or self.channels % self.heads
+                                                   or self.coarse_codes or self.cond_channels):
+            raise ValueError(f"a transformer prior needs heads >= 1 dividing channels and no coarse map or "
+                             f"conditioning map; got channels={self.channels}, heads={self.heads}, "
+                             f"coarse_codes={self.coarse_codes}, cond_channels={self.cond_channels}")
         if self.kernel_size < 3 or self.kernel_size % 2 == 0:
             raise ValueError(f"PixelCNNConfig.kernel_size must be odd and >= 3, got {self.kernel_size}")
         for name in ("channels", "n_layers", "codebook_size"):

@@ -177,7 +177,8 @@ def with_minutes(cfg: TrainConfig, minutes: float | None, steps: int | None) -> 
 def train_prior(vqvae_path: str | Path, source: str, out_dir: str | Path, model_cfg: PixelCNNConfig,
                 train_cfg: TrainConfig, *, device: torch.device | None = None, progress: bool = True,
                 extend: bool = False) -> FitResult:
-    """Train (or resume, or just load when finished) ``out_dir/prior.pt``: a gated PixelCNN on the code maps
+    """Train (or resume, or just load when finished) ``out_dir/prior.pt``: the prior ``model_cfg`` describes (a
+    gated PixelCNN, coarse-to-fine or a causal transformer: ``coarse.build_prior``) on the code maps
     of ``source``'s train split under the VQ-VAE ``vqvae_path``, conditional on their labels when
     ``model_cfg.conditional`` and the source has labels. Validation: bits per code on the validate split.
     History goes to ``out_dir/prior_history.json``. Refuses a ``prior.pt`` made with another VQ-VAE.

@@ -267,7 +267,7 @@ def receptive_field(model: nn.Module, position: tuple[int, int], shape: tuple[in
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(n_inputs, model.config.channels, H, W, generator=generator, dtype=param.dtype)
     x = x.to(param.device).requires_grad_()                                          # (n, C, h, w)
-    if labels is None and model.config.n_labels and isinstance(model, GatedPixelCNN):
+    if labels is None and model.config.n_labels and not isinstance(model, MaskedPixelCNN):
         labels = torch.zeros(n_inputs, dtype=torch.long, device=param.device)
     logits = model.logits_from_embeddings(x, labels)                                 # (n, K, h, w)
     (grad,) = torch.autograd.grad(logits[:, :, i, j].sum(), x)

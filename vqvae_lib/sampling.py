@@ -13,6 +13,8 @@ Two samplers, one result:
   is computed for that one position, from cached horizontal features of row i and the row's vertical
   features. Exact, because of the causal structure (in the spirit of Ramachandran et al. 2017,
   "Fast Generation for Convolutional Autoregressive Models").
+- ``fast`` for a ``CodeTransformer``: a key/value cache. Each position runs every block on one token and
+  attends to the cached keys and values of the positions before it (``cache_loop``).
 
 A coarse-to-fine prior (``vqvae_lib.coarse``) is sampled in two passes with the same sampler: its coarse
 map from ``top``, then the code map from ``bottom`` conditioned on that whole coarse map. The uniforms of
@@ -25,6 +27,7 @@ import torch.nn as nn
 
 from .coarse import CoarseToFinePrior
 from .pixelcnn import GatedPixelCNN
+from .transformer import CodeTransformer
 from .utils import evaluating
 
 
@@ -81,6 +84,24 @@ def fast_loop(model: GatedPixelCNN, codes: torch.Tensor, labels, u: torch.Tensor
         if i >= start_row:
             sample_row(model, codes, i, links, u, pick)
         v_in[0][:, :, i + p + 1] = model.embed(codes[:, i:i + 1])[:, :, 0]   # (n, C, W)
+
+
+@torch.no_grad()
+def cache_loop(model: CodeTransformer, codes: torch.Tensor, labels, u: torch.Tensor, start_row: int, pick,
+               cond: torch.Tensor | None = None) -> None:
+    """Fill ``codes`` (n, h, w) from ``start_row`` on, one token per position through a key/value cache; the
+    kept rows above ``start_row`` are read into the cache the same way."""
+    if cond is not None:
+        raise ValueError("a transformer prior takes no conditioning map: pass cond=None")
+    n, H, W = codes.shape
+    caches = model.new_cache(n)
+    previous = None
+    for t in range(H * W):
+        i, j = divmod(t, W)
+        logits = model.step(previous, t, labels, caches)                    # (n, K)
+        if i >= start_row:
+            codes[:, i, j] = pick(logits, u[:, i, j])
+        previous = codes[:, i, j]
 
 
 def vertical_row(model: GatedPixelCNN, v_in: list[torch.Tensor], i: int, biases) -> list[torch.Tensor]:
@@ -155,12 +176,13 @@ def sample(model: nn.Module, n: int, shape: tuple[int, int] | None = None, *, la
     shape = tuple(shape or (prompt.shape[-2:] if prompt is not None else model.latent_shape))
     if not 0 <= keep_rows <= shape[0]:
         raise ValueError(f"keep_rows must lie in [0, {shape[0]}], got {keep_rows}")
-    if not naive and not isinstance(model, (GatedPixelCNN, CoarseToFinePrior)):
-        raise ValueError(f"the fast sampler needs a GatedPixelCNN, got {type(model).__name__}: pass naive=True")
+    if not naive and not isinstance(model, (GatedPixelCNN, CoarseToFinePrior, CodeTransformer)):
+        raise ValueError(f"the fast sampler needs a GatedPixelCNN, a coarse-to-fine prior or a CodeTransformer, got "
+                         f"{type(model).__name__}: pass naive=True")
     device = next(model.parameters()).device
     codes = _start(n, shape, prompt, keep_rows, device)
     generator = torch.Generator().manual_seed(seed)
-    loop = naive_loop if naive else fast_loop
+    loop = naive_loop if naive else cache_loop if isinstance(model, CodeTransformer) else fast_loop
     pick = lambda logits, uu: choose(logits, uu, temperature, top_k)  # noqa: E731
     labels = _labels(labels, n, device)
     with evaluating(model):
