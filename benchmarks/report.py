@@ -260,6 +260,7 @@ LEVERS = {
     "prior-k3-l20": "3 x 3 gated layers, 20 instead of 10",
     "coarse": "coarse-to-fine: a 16 x 16 map of 64 coarse codes first, then the codes given it",
     "code-noise": "its own VQ-VAE, trained decoding 10 % of positions from another position's code",
+    "transformer": "a causal transformer instead of the PixelCNN (width 64, 4 blocks, 2 heads; same training)",
 }
 
 
