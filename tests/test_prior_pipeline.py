@@ -86,7 +86,7 @@ def test_a_prior_of_another_vqvae_checkpoint_is_refused(tiny_source, tmp_path, c
                  "--out", str(tmp_path / "x.png")]) == 2
     message = capsys.readouterr().err
     assert "prior.pt" in message and "delete" in message
-    with pytest.raises(ValueError, match="not a PixelCNN prior"):
+    with pytest.raises(ValueError, match="not a prior checkpoint"):
         pipeline.load_prior(vqvae)
 
 

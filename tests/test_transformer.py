@@ -5,7 +5,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 from conftest import tiny_imagefolder
 
 from vqvae_lib import pipeline
@@ -74,11 +73,20 @@ def test_completion_keeps_the_prompt_rows_and_matches_naive():
     assert torch.equal(fast, sample(model, 3, prompt=prompt, keep_rows=2, seed=1, naive=True))
 
 
-def test_nll_is_the_cross_entropy_of_the_logits_and_starts_near_uniform():
+def test_cache_step_gives_the_full_pass_logits_at_every_position():
     model = tiny(n_labels=2)
     codes, labels = torch.randint(K, (2, *SHAPE)), torch.tensor([1, 0])
-    expected = F.cross_entropy(model(codes, labels).float(), codes, reduction="sum")
-    assert torch.allclose(model.nll(codes, labels), expected)
+    full = model(codes, labels)                                                       # (2, K, h, w)
+    caches, previous = model.new_cache(2), None
+    for t in range(SHAPE[0] * SHAPE[1]):
+        i, j = divmod(t, SHAPE[1])
+        assert torch.allclose(model.step(previous, t, labels, caches), full[:, :, i, j]), (i, j)
+        previous = codes[:, i, j]
+
+
+def test_fresh_transformer_predicts_nearly_uniform_codes():
+    model = tiny(n_labels=2)
+    codes, labels = torch.randint(K, (2, *SHAPE)), torch.tensor([1, 0])
     torch.manual_seed(0)
     fresh = CodeTransformer(model.config)   # the GPT-2 init: small weights, nearly uniform predictions
     bits = evaluate_prior(fresh, codes, labels)["bits_per_code"]
@@ -98,13 +106,17 @@ def test_bad_settings_are_refused_by_name():
         PixelCNNConfig(architecture="lstm")
     with pytest.raises(ValueError, match="heads"):
         PixelCNNConfig(architecture="transformer", channels=8, heads=3)
-    with pytest.raises(ValueError, match="coarse_codes"):
+    with pytest.raises(ValueError, match="no coarse map"):
         PixelCNNConfig(architecture="transformer", channels=8, heads=2, coarse_codes=4)
     with pytest.raises(ValueError, match="height and width"):
         CodeTransformer(PixelCNNConfig(architecture="transformer", channels=8, heads=2, codebook_size=K))
     model = tiny()
     with pytest.raises(ValueError, match="4x5 code maps"):
         model(torch.randint(K, (1, 5, 4)))
+    with pytest.raises(ValueError, match="4x5 code maps"):
+        sample(model, 1, (5, 4))
+    with pytest.raises(ValueError, match="codes must lie in"):
+        sample(model, 1, prompt=torch.full(SHAPE, K), keep_rows=1)
     with pytest.raises(ValueError, match="unconditional"):
         model(torch.randint(K, (1, *SHAPE)), torch.tensor([0]))
     with pytest.raises(ValueError, match="conditional on 2 labels"):

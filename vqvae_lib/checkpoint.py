@@ -19,7 +19,6 @@ import torch
 
 from .coarse import build_prior
 from .config import PixelCNNConfig, TrainConfig, VQVAEConfig
-from .pixelcnn import GatedPixelCNN
 from .utils import atomic_torch_save, get_device
 from .vqvae import VQVAE
 
@@ -110,7 +109,7 @@ def check_prior_vqvae(prior_meta: dict, prior_path: Path, vqvae_path: Path, vqva
             f"other things: delete {prior_path} to train a new prior, or pass the VQ-VAE it was trained with")
 
 
-def describe_prior(model: GatedPixelCNN, meta: dict) -> GatedPixelCNN:
+def describe_prior(model: torch.nn.Module, meta: dict) -> torch.nn.Module:
     """Attach what sampling needs: the code map shape, the label names, the VQ-VAE it belongs to."""
     model.latent_shape = tuple(meta["latent_shape"])
     model.label_names, model.label_kind = list(meta["label_names"]), meta["label_kind"]
@@ -119,13 +118,13 @@ def describe_prior(model: GatedPixelCNN, meta: dict) -> GatedPixelCNN:
 
 
 def load_prior(path: str | Path, device: torch.device | None = None,
-               vqvae_path: str | Path | None = None) -> GatedPixelCNN:
+               vqvae_path: str | Path | None = None) -> torch.nn.Module:
     """A trained prior from its checkpoint, in eval mode, with ``latent_shape``, ``label_names`` and
     ``label_kind``. Given ``vqvae_path``, refuses a prior trained on the codes of another checkpoint."""
     ckpt = load_checkpoint(path, map_location=device or get_device())
     meta = ckpt.get("meta", {})
     if meta.get("kind") != "prior":
-        raise ValueError(f"{path} is not a PixelCNN prior checkpoint (kind={meta.get('kind')!r})")
+        raise ValueError(f"{path} is not a prior checkpoint (kind={meta.get('kind')!r})")
     if vqvae_path is not None:
         check_prior_vqvae(meta, Path(path), Path(vqvae_path), checkpoint_fingerprint(vqvae_path))
     model = build_prior(PixelCNNConfig(**meta["config"])).to(device or get_device())

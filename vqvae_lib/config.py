@@ -146,10 +146,11 @@ class PixelCNNConfig:
     channels: int = 32            # C: code embedding size and width of both stacks (transformer: model width)
     n_layers: int = 10            # gated layers: the first with mask A, the others mask B (transformer: blocks)
     heads: int = 4                # attention heads (transformer only; C must be a multiple)
-    kernel_size: int = 5          # k (odd): the vertical stack sees k columns, the horizontal k // 2 + 1
+    kernel_size: int = 5          # k (odd): the vertical stack sees k columns, the horizontal k // 2 + 1 (gated only)
     conditional: bool = True      # a per-layer label bias before each gate (when the data has labels)
     depth_buckets: int = 4        # OASIS layout: labels are this many equal bins of the slice index
-    position: bool = True         # learned row and column biases before each gate (where am I in the map?)
+    position: bool = True         # learned row and column biases before each gate (where am I in the map?);
+                                  # gated only: a transformer always has position embeddings
     init_from_codes: bool = False # start from the data: code embedding = the codebook's principal components,
                                   # output = the training histogram of codes (``pixelcnn.init_from_codes``)
     codebook_size: int = 512      # K: filled in from the VQ-VAE by the pipeline
@@ -164,10 +165,11 @@ class PixelCNNConfig:
     def __post_init__(self):
         if self.architecture not in ("gated", "transformer"):
             raise ValueError(f"PixelCNNConfig.architecture must be 'gated' or 'transformer', got {self.architecture!r}")
-        if self.architecture == "transformer" and (self.heads < 1 or self.channels % self.heads
-                                                   or self.coarse_codes or self.cond_channels):
-            raise ValueError(f"a transformer prior needs heads >= 1 dividing channels and no coarse map or "
-                             f"conditioning map; got channels={self.channels}, heads={self.heads}, "
+        if self.architecture == "transformer" and (self.heads < 1 or self.channels % self.heads):
+            raise ValueError(f"PixelCNNConfig.heads must be >= 1 and divide channels for a transformer prior; got "
+                             f"channels={self.channels}, heads={self.heads}")
+        if self.architecture == "transformer" and (self.coarse_codes or self.cond_channels):
+            raise ValueError(f"a transformer prior has no coarse map or conditioning map; got "
                              f"coarse_codes={self.coarse_codes}, cond_channels={self.cond_channels}")
         if self.kernel_size < 3 or self.kernel_size % 2 == 0:
             raise ValueError(f"PixelCNNConfig.kernel_size must be odd and >= 3, got {self.kernel_size}")

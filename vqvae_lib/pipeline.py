@@ -25,7 +25,7 @@ from .config import PixelCNNConfig, Profile, TrainConfig, VQVAEConfig, get_profi
 from .data import SliceDataset, default_eval_split, load_dataset
 from .leakage import LEAKAGE_SSIM, leakage_share
 from .metrics import ReconstructionEval, code_usage, evaluate_reconstruction, reconstruction_validator
-from .pixelcnn import GatedPixelCNN, init_from_codes
+from .pixelcnn import init_from_codes
 from .prior import prior_loss, prior_validator
 from .train import FitResult, fit
 from .utils import atomic_write_bytes, get_device, runs_dir, set_seed
@@ -218,7 +218,7 @@ def train_prior(vqvae_path: str | Path, source: str, out_dir: str | Path, model_
 
 
 def load_or_train_prior(profile: Profile | str | None = None, source: str = "default", *,
-                        out_dir: str | Path | None = None, progress: bool = True) -> tuple[GatedPixelCNN, FitResult]:
+                        out_dir: str | Path | None = None, progress: bool = True) -> tuple[torch.nn.Module, FitResult]:
     """The profile's PixelCNN prior on ``source``: runs/<profile>-<source>/prior.pt, over the codes of the
     profile's VQ-VAE in the same folder (which ``load_or_train_vqvae`` loads or trains first); loaded when
     training has finished, resumed when it was interrupted, trained from scratch otherwise."""

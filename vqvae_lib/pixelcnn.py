@@ -147,7 +147,8 @@ def output_head(cfg: PixelCNNConfig) -> nn.Sequential:
 
 
 class CodePrior(nn.Module):
-    """What both PixelCNNs share: a code embedding, ``embed``, ``forward`` and ``nll``; a subclass defines
+    """What the PixelCNNs and the transformer (``vqvae_lib.transformer``) share: a code embedding, ``embed``,
+    ``forward`` and ``nll``; a subclass defines
     ``logits_from_embeddings(x (B, C, h, w), labels, cond) -> (B, K, h, w)``."""
 
     def __init__(self, cfg: PixelCNNConfig):
@@ -191,7 +192,9 @@ def init_from_codes(model: CodePrior, codebook: torch.Tensor, counts: torch.Tens
     """Start a prior where the data already point, instead of at random:
 
     - the code embedding: the codebook vectors (K, D) on their first C principal directions, each scaled to
-      unit variance (the scale of ``nn.Embedding``'s own init), so codes that decode alike start alike;
+      unit variance (the scale of ``nn.Embedding``'s own init, which the PixelCNNs keep; a transformer starts
+      its embeddings at std 0.02, so there the codes start far larger than the position embeddings), so codes
+      that decode alike start alike;
       with D < C the remaining C - D columns keep their random init;
     - the output layer: weights 0 and bias log((counts + 1) / sum): at step 0 the prior predicts the
       training histogram of codes (the independent-codes prior of ``vqvae_lib.prior``) everywhere, not
