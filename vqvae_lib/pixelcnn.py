@@ -66,6 +66,18 @@ def check_codes(codes: torch.Tensor, codebook_size: int) -> None:
         raise ValueError(f"codes must lie in [0, {codebook_size}), got [{int(codes.min())}, {int(codes.max())}]")
 
 
+def embed_labels(embedding: nn.Embedding | None, labels: torch.Tensor | None) -> torch.Tensor | None:
+    """The labels' rows of a conditional prior's label ``embedding``, (B, E); None for an unconditional prior
+    (``embedding`` None). Refuses labels given to an unconditional prior and missing labels for a conditional one."""
+    if embedding is None:
+        if labels is not None:
+            raise ValueError("this prior is unconditional: pass labels=None")
+        return None
+    if labels is None:
+        raise ValueError(f"this prior is conditional on {embedding.num_embeddings} labels: pass labels (B,)")
+    return embedding(labels)
+
+
 class GatedLayer(nn.Module):
     """One gated layer: (v, h) -> (v', h'), each (B, C, H, W). ``mask`` "A" (first layer) or "B".
 
@@ -78,7 +90,7 @@ class GatedLayer(nn.Module):
         if mask not in ("A", "B"):
             raise ValueError(f"mask must be 'A' or 'B', got {mask!r}")
         C, k = cfg.channels, cfg.kernel_size
-        self.mask, self.pad, self.n_labels = mask, k // 2, cfg.n_labels
+        self.mask, self.pad = mask, k // 2
         self.v_conv = nn.Conv2d(C, 2 * C, (k // 2 + 1, k))   # the current row and p rows above
         self.h_conv = nn.Conv2d(C, 2 * C, (1, k // 2 + 1))   # the current column and p to the left
         self.v_to_h = nn.Conv2d(2 * C, 2 * C, 1)
@@ -100,13 +112,8 @@ class GatedLayer(nn.Module):
 
     def bias(self, labels: torch.Tensor | None) -> torch.Tensor | float:
         """The label's bias before the gates, (B, 2C, 1, 1); 0 for an unconditional layer."""
-        if self.label_bias is None:
-            if labels is not None:
-                raise ValueError("this prior is unconditional: pass labels=None")
-            return 0.0
-        if labels is None:
-            raise ValueError(f"this prior is conditional on {self.n_labels} labels: pass labels (B,)")
-        return self.label_bias(labels)[:, :, None, None]
+        embedded = embed_labels(self.label_bias, labels)
+        return 0.0 if embedded is None else embedded[:, :, None, None]
 
     def cond_bias(self, cond: torch.Tensor | None) -> torch.Tensor | float:
         """The conditioning map's bias before the gates, (B, 2C, h, w); 0 for a layer without one."""

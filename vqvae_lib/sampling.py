@@ -94,9 +94,7 @@ def cache_loop(model: CodeTransformer, codes: torch.Tensor, labels, u: torch.Ten
     if cond is not None:
         raise ValueError("a transformer prior takes no conditioning map: pass cond=None")
     n, H, W = codes.shape
-    if (H, W) != (model.config.height, model.config.width):
-        raise ValueError(f"this prior was built for {model.config.height}x{model.config.width} code maps (its "
-                         f"position embeddings), got {H}x{W}")
+    model.check_map_size(H, W)
     check_codes(codes, model.config.codebook_size)                          # the kept rows of a prompt
     caches = model.new_cache(n)
     previous = None

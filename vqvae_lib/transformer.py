@@ -27,7 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import PixelCNNConfig
-from .pixelcnn import CodePrior
+from .pixelcnn import CodePrior, embed_labels
 
 
 class CausalSelfAttention(nn.Module):
@@ -119,15 +119,16 @@ class CodeTransformer(CodePrior):
         """The position embeddings in raster order, (T, C)."""
         return (self.row[:, None] + self.col[None]).flatten(0, 1)
 
-    def label_vector(self, labels: torch.Tensor | None, n: int) -> torch.Tensor | float:
-        """The labels' embeddings (n, 1, C), added at every position; 0 for an unconditional prior."""
-        if self.label_embedding is None:
-            if labels is not None:
-                raise ValueError("this prior is unconditional: pass labels=None")
-            return 0.0
-        if labels is None:
-            raise ValueError(f"this prior is conditional on {self.config.n_labels} labels: pass labels (B,)")
-        return self.label_embedding(labels)[:, None]
+    def label_vector(self, labels: torch.Tensor | None) -> torch.Tensor | float:
+        """The labels' embeddings (B, 1, C), added at every position; 0 for an unconditional prior."""
+        embedded = embed_labels(self.label_embedding, labels)
+        return 0.0 if embedded is None else embedded[:, None]
+
+    def check_map_size(self, height: int, width: int) -> None:
+        """Refuse code maps of another size than the position embeddings were built for."""
+        if (height, width) != (self.config.height, self.config.width):
+            raise ValueError(f"this prior was built for {self.config.height}x{self.config.width} code maps (its "
+                             f"position embeddings), got {height}x{width}")
 
     def logits_from_embeddings(self, x: torch.Tensor, labels: torch.Tensor | None = None,
                                cond: torch.Tensor | None = None) -> torch.Tensor:
@@ -135,12 +136,10 @@ class CodeTransformer(CodePrior):
         if cond is not None:
             raise ValueError("a transformer prior takes no conditioning map: pass cond=None")
         B, C, H, W = x.shape
-        if (H, W) != (self.config.height, self.config.width):
-            raise ValueError(f"this prior was built for {self.config.height}x{self.config.width} code maps (its "
-                             f"position embeddings), got {H}x{W}")
+        self.check_map_size(H, W)
         tokens = x.flatten(2).transpose(1, 2)                                   # (B, T, C)
         tokens = torch.cat([self.start.expand(B, 1, C), tokens[:, :-1]], dim=1)  # shifted: t sees codes < t
-        h = tokens + self.positions() + self.label_vector(labels, B)
+        h = tokens + self.positions() + self.label_vector(labels)
         for block in self.blocks:
             h = block(h)
         return self.head(h).transpose(1, 2).reshape(B, -1, H, W)              # (B, K, h, w)
@@ -158,7 +157,7 @@ class CodeTransformer(CodePrior):
         n = caches[0].shape[1]
         token = self.start.expand(n, -1) if previous is None else self.embedding(previous)   # (n, C)
         i, j = divmod(t, self.config.width)
-        h = token[:, None] + self.row[i] + self.col[j] + self.label_vector(labels, n)     # (n, 1, C)
+        h = token[:, None] + self.row[i] + self.col[j] + self.label_vector(labels)     # (n, 1, C)
         for block, cache in zip(self.blocks, caches):
             h = block.step(h, cache, t)
         return self.head(h)[:, 0]                                                          # (n, K)
