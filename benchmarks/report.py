@@ -192,7 +192,8 @@ def _value(summary: dict, key: str) -> str:
 def plain_default(r: dict) -> bool:
     """A built-in-data record sampled at T = 1 from all codes with seed 0: the rows the figures compare."""
     s = r["sampling"]
-    return r["data"] == "default" and s["temperature"] == 1.0 and not s["top_k"] and not s.get("seed")
+    return (r["data"] == "default" and s["temperature"] == 1.0 and not s["top_k"] and not s.get("seed")
+            and s.get("support", "none") == "none")
 
 
 def at_class_budget(r: dict) -> bool:
@@ -310,6 +311,9 @@ def sample_table(records: list[dict]) -> list[str]:
         cells = " | ".join(f"**{_value(r['samples'], k)}** ({_value(r['real'], k)})" for k, _, _ in SAMPLE_MEASURES)
         sampling = (f"T = {r['sampling']['temperature']:g}"
                     + (f", top-k {r['sampling']['top_k']}" if r["sampling"]["top_k"] else "")
+                    + (f", support by {r['sampling']['support']}" if r["sampling"].get("support", "none") != "none"
+                       else "")
+                    + (f" within {r['sampling']['support_radius']}" if r["sampling"].get("support_radius") else "")
                     + (f", seed {r['sampling']['seed']}" if r["sampling"].get("seed") else ""))
         rows.append(f"| {r['data']} ({r['split_kind']}) | {r['variant']} | {sampling} | "
                     f"{vq['minutes']:g} + {prior['minutes']:g} "

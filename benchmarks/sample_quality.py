@@ -66,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-n", type=int, default=256, help="samples to draw and score")
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top-k", type=int)
+    parser.add_argument("--support", choices=("none", "position", "label", "depth"), default="none",
+                        help="draw only the codes the training maps have at each position (of the sample's label)")
+    parser.add_argument("--support-radius", type=int, default=0, help="... or within this many positions")
     parser.add_argument("--seed", type=int, default=0,
                         help="sampling seed, and the seed of the measures (pairs, critic folds); another seed is a "
                              "second draw of the same settings: the run-to-run spread")
@@ -80,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     from vqvae_lib.data import load_dataset
     from vqvae_lib.prior import evaluate_prior
     from vqvae_lib.sample_quality import measure, real_ceiling
-    from vqvae_lib.sampling import decode, sample
+    from vqvae_lib.sampling import decode, sample, support_for
     from vqvae_lib.utils import get_device
 
     if args.threads:
@@ -112,11 +115,13 @@ def main(argv: list[str] | None = None) -> int:
 
     n_labels = prior.config.n_labels
     labels = torch.arange(args.n) % n_labels if n_labels else None
+    support = support_for(prior, args.support, args.support_radius)
     t0 = time.perf_counter()
     sample(prior, 16, labels=None if labels is None else labels[:16], seed=1, temperature=args.temperature,
-           top_k=args.top_k)
+           top_k=args.top_k, support=support)
     seconds_16 = time.perf_counter() - t0
-    codes = sample(prior, args.n, labels=labels, seed=args.seed, temperature=args.temperature, top_k=args.top_k)
+    codes = sample(prior, args.n, labels=labels, seed=args.seed, temperature=args.temperature, top_k=args.top_k,
+                   support=support)
     samples = decode(vqvae, codes)                                               # (n, 1, S, S) in [0, 1]
 
     train = load_dataset(source, "train", profile.image_size)
@@ -135,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
         name += f"-{args.vqvae_minutes:g}+{args.prior_minutes:g}min"
     if args.temperature != 1.0 or args.top_k:
         name += f"-t{args.temperature:g}" + (f"-k{args.top_k}" if args.top_k else "")
+    if args.support != "none":
+        name += f"-{args.support}" + (f"-r{args.support_radius}" if args.support_radius else "")
     if args.seed:
         name += f"-seed{args.seed}"
     grid = plotting.image_grid(samples[:32], ncols=8, size=1.3,
@@ -156,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
                   / len(prior_fit.history["bits_per_code"][-100:]),
                   "val_bits_per_code": prior_fit.history.get("val_bits_per_code", [None])[-1]},
         "sampling": {"n": args.n, "temperature": args.temperature, "top_k": args.top_k, "seed": args.seed,
+                     "support": args.support, "support_radius": args.support_radius,
                      "seconds_for_16": round(seconds_16, 2)},
         "samples": report.summary(), "real": ceiling.summary(), "scoring_seconds": round(scoring_seconds, 1),
         "wall_seconds": round(time.perf_counter() - started, 1), "grid": str(grid_path.relative_to(ROOT)),

@@ -14,6 +14,8 @@ from vqvae_lib.config import TrainConfig, get_profile
 from vqvae_lib.data import load_dataset
 from vqvae_lib.prior import likelihood_table
 from vqvae_lib.sample_quality import compare_priors
+from vqvae_lib.sampling import code_support, support_for
+from vqvae_lib.sampling import sample as sample_codes
 from vqvae_lib.train import load_checkpoint
 
 
@@ -68,6 +70,42 @@ def test_cli_train_prior_and_sample(tiny_source, tmp_path, capsys):
     assert main([*defaults, "--top-k", "-3"]) == 2
     assert "--top-k" in capsys.readouterr().err
 
+
+
+def test_train_prior_saves_the_code_support_and_sample_honours_it(tiny_source, tmp_path, capsys):
+    run, vqvae = tmp_path / "run", str(tmp_path / "run" / "vqvae.pt")
+    assert main(["train-vqvae", "--data", str(tiny_source), "--image-size", "16", "--profile", "smoke",
+                 "--steps", "2", "--batch-size", "4", "--out", str(run), "--no-progress"]) == 0
+    train = ["train-prior", "--vqvae", vqvae, "--data", str(tiny_source), "--profile", "smoke", "--steps", "2",
+             "--batch-size", "4", "--out", str(run), "--no-progress"]
+    assert main(train) == 0
+    maps = load_code_maps(vqvae, str(tiny_source), "train")
+    prior = pipeline.load_prior(run / "prior.pt", vqvae_path=vqvae)
+    assert prior.code_support.shape == (2, 4, 4, 64)                          # (labels, h, w, K)
+    assert torch.equal(prior.code_support, code_support(maps.indices, 64, maps.labels, 2))
+    assert 0 < prior.code_support.sum() < prior.code_support.numel()
+
+    out = tmp_path / "samples"
+    sample = ["sample", "--vqvae", vqvae, "--prior", str(run / "prior.pt"), "-n", "6", "--top-k", "0",
+              "--support", "label", "--out", str(tmp_path / "grid.png"), "--save-dir", str(out)]
+    capsys.readouterr()
+    assert main(sample) == 0
+    assert last_json(capsys)["support"] == "label"
+    assert json.loads((out / "samples.json").read_text())["samples"][0]["support"] == "label"
+    assert main([*sample[:-2], "--support", "none"]) == 0                    # any code
+    assert last_json(capsys)["support"] == "none"
+    labels = torch.arange(6) % 2
+    kept = sample_codes(prior, 6, labels=labels, support=support_for(prior, "label"))
+    free = sample_codes(prior, 6, labels=labels)                             # the same seed, any code
+    rows, cols = torch.meshgrid(torch.arange(4), torch.arange(4), indexing="ij")
+    assert prior.code_support[labels[:, None, None], rows, cols, kept].all()
+    assert not prior.code_support[labels[:, None, None], rows, cols, free].all()
+
+    (run / "prior-support.pt").unlink()                                      # a prior trained before supports
+    assert main(sample) == 2
+    assert "no code support" in capsys.readouterr().err
+    assert main(train) == 0                                                  # the finished run writes it again
+    assert (run / "prior-support.pt").is_file()
 
 def test_a_prior_of_another_vqvae_checkpoint_is_refused(tiny_source, tmp_path, capsys):
     run, vqvae = tmp_path / "run", str(tmp_path / "run" / "vqvae.pt")

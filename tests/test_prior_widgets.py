@@ -4,7 +4,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from vqvae_lib import plotting_codebook, plotting_prior
+from vqvae_lib import plotting_codebook, plotting_prior, sampling
 from vqvae_lib.config import PixelCNNConfig, VQVAEConfig
 from vqvae_lib.pixelcnn import GatedPixelCNN
 from vqvae_lib.vqvae import VQVAE
@@ -40,6 +40,24 @@ def test_player_for_an_unconditional_prior():
     prior, vqvae = tiny_models(n_labels=0)
     player = RasterScanPlayer(prior, vqvae)
     assert player.label.disabled and player.settings()["labels"] is None
+    assert player.support.disabled and player.settings()["support"] == "none"   # the prior has no code support
+
+
+def test_player_support_restricts_the_sample_and_the_shown_distribution():
+    prior, vqvae = tiny_models()
+    prior.code_support = torch.zeros(2, 4, 4, 8, dtype=torch.bool)
+    prior.code_support[..., 2:4] = True                                      # codes 2 and 3 only, everywhere
+    player = RasterScanPlayer(prior, vqvae)
+    assert not player.support.disabled and player.support.options == ("none", "position", "label", "depth")
+    free = player.current_sample()[0]
+    assert not set(free.unique().tolist()) <= {2, 3}
+    shown = player.image.value
+    player.support.value = "label"
+    assert player.image.value != shown
+    assert set(player.current_sample()[0].unique().tolist()) <= {2, 3}
+    codes, _ = player.current_sample()
+    probs = sampling.next_code_distribution(prior, codes, (1, 1), labels=0, support=prior.code_support)
+    assert probs[[0, 1, 4, 5, 6, 7]].sum() == 0 and probs.sum() == pytest.approx(1.0)
 
 
 def test_prior_figures():

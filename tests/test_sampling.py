@@ -12,7 +12,7 @@ from vqvae_lib.sample_quality import (
     quality_table,
     sample_quality,
 )
-from vqvae_lib.sampling import choose, next_code_distribution, sample
+from vqvae_lib.sampling import choose, code_support, next_code_distribution, sample, support_for, widen_support
 
 SHAPE = (5, 6)
 
@@ -171,3 +171,75 @@ def test_next_code_distribution_of_a_conditional_prior_ignores_later_codes():
     later[4, 5] = (later[4, 5] + 1) % 7                                        # a later code changes nothing
     assert torch.equal(next_code_distribution(model, later, (2, 3), labels=1), full)
     assert not torch.equal(next_code_distribution(model, codes, (2, 3), labels=0), full)
+
+
+def test_code_support_marks_the_codes_each_position_has():
+    maps = torch.tensor([[[0, 1], [2, 3]], [[0, 4], [2, 2]]])                     # (2, 2, 2), K = 5
+    seen = code_support(maps, 5)
+    assert seen.shape == (1, 2, 2, 5) and seen.dtype == torch.bool
+    assert seen[0, 0, 0].tolist() == [True, False, False, False, False]
+    assert seen[0, 0, 1].tolist() == [False, True, False, False, True]
+    assert seen[0, 1, 1].tolist() == [False, False, True, True, False]
+    by_label = code_support(maps, 5, torch.tensor([1, 0]), n_labels=2)
+    assert by_label[0, 0, 1].tolist() == [False, False, False, False, True]     # map 1 has label 0
+    assert by_label[1, 0, 1].tolist() == [False, True, False, False, False]
+    assert torch.equal(by_label.any(dim=0), seen[0])
+    assert torch.equal(widen_support(by_label, by_label=False), seen)
+    assert torch.equal(widen_support(seen), seen)
+    near = widen_support(seen, radius=1)                    # on a 2 x 2 map every position is near every other
+    assert near.shape == (1, 2, 2, 5) and near.all()
+    wide = widen_support(code_support(torch.tensor([[[0, 0, 0, 1]]]), 2), radius=1)   # (1, 1, 4, 2)
+    assert wide[0, 0, :, 1].tolist() == [False, False, True, True]
+    with pytest.raises(ValueError, match="n_labels"):
+        code_support(maps, 5, torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="radius"):
+        widen_support(seen, radius=-1)
+
+
+@pytest.mark.parametrize("n_labels", [0, 2])
+def test_sampler_draws_only_supported_codes_and_fast_equals_naive(n_labels):
+    model = tiny(n_labels=n_labels, position=True)
+    labels = torch.tensor([0, 1, 1, 0, 1, 0]) if n_labels else None
+    generator = torch.Generator().manual_seed(0)
+    support = torch.rand(max(n_labels, 1), *SHAPE, 7, generator=generator) < 0.4   # (L, h, w, K)
+    support[..., 3] = True                                                          # one code allowed everywhere
+    codes = sample(model, 6, SHAPE, labels=labels, seed=2, support=support, top_k=5)
+    assert torch.equal(codes, sample(model, 6, SHAPE, labels=labels, seed=2, support=support, top_k=5, naive=True))
+    group = labels if n_labels else torch.zeros(6, dtype=torch.long)
+    rows, cols = torch.meshgrid(torch.arange(SHAPE[0]), torch.arange(SHAPE[1]), indexing="ij")
+    assert support[group[:, None, None], rows, cols, codes].all()                   # every drawn code is allowed
+    unrestricted = sample(model, 6, SHAPE, labels=labels, seed=2, top_k=5)
+    assert not support[group[:, None, None], rows, cols, unrestricted].all()        # ... which it was not before
+    everything = torch.ones(max(n_labels, 1), *SHAPE, 7, dtype=torch.bool)
+    assert torch.equal(sample(model, 6, SHAPE, labels=labels, seed=2, support=everything, top_k=5), unrestricted)
+
+
+def test_sampler_refuses_a_support_that_does_not_fit():
+    model = tiny(n_labels=2)
+    with pytest.raises(ValueError, match="support must be"):
+        sample(model, 2, SHAPE, labels=0, support=torch.ones(1, 4, 4, 7, dtype=torch.bool))
+    with pytest.raises(ValueError, match="support must be"):
+        sample(model, 2, SHAPE, labels=0, support=torch.ones(3, *SHAPE, 7, dtype=torch.bool))
+    empty = torch.ones(2, *SHAPE, 7, dtype=torch.bool)
+    empty[1, 2, 3] = False
+    with pytest.raises(ValueError, match="no code"):
+        sample(model, 2, SHAPE, labels=0, support=empty)
+
+
+def test_support_for_follows_the_setting_and_the_kind_of_label():
+    model = tiny(n_labels=2)
+    model.code_support = torch.zeros(2, *SHAPE, 7, dtype=torch.bool)
+    model.code_support[0, ..., 1] = True
+    model.code_support[1, ..., 2] = True
+    assert support_for(model, "none") is None
+    assert torch.equal(support_for(model, "label"), model.code_support)
+    assert support_for(model, "position")[0, 0, 0].tolist() == [False, True, True, False, False, False, False]
+    model.label_kind = "depth"                                 # slice-depth bands: one support per band
+    assert torch.equal(support_for(model, "depth"), model.code_support)
+    model.label_kind = "class"                                 # classes: one support for all
+    assert torch.equal(support_for(model, "depth"), support_for(model, "position"))
+    with pytest.raises(ValueError, match="support must be one of"):
+        support_for(model, "everywhere")
+    model.code_support = None
+    with pytest.raises(ValueError, match="no code support"):
+        support_for(model, "label")

@@ -89,6 +89,10 @@ def test_config_validation():
         config.VQVAEConfig(codebook_init="magic")
     with pytest.raises(ValueError, match="steps"):
         config.TrainConfig(steps=0)
+    with pytest.raises(ValueError, match="support"):
+        config.SamplingConfig(support="everywhere")
+    with pytest.raises(ValueError, match="support_radius"):
+        config.SamplingConfig(support="label", support_radius=-1)
 
 
 def _names(requirements):

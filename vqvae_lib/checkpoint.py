@@ -117,10 +117,32 @@ def describe_prior(model: torch.nn.Module, meta: dict) -> torch.nn.Module:
     return model
 
 
+def support_path(prior_path: str | Path) -> Path:
+    """Where a prior's code support lies: ``<folder>/<checkpoint name>-support.pt`` beside its checkpoint."""
+    prior_path = Path(prior_path)
+    return prior_path.with_name(f"{prior_path.stem}-support.pt")
+
+
+def save_code_support(prior_path: str | Path, support: torch.Tensor, key: str) -> None:
+    """Write the code support (L, h, w, K) bool of the maps a prior was trained on (``codemaps.code_support``) beside
+    its checkpoint, atomically, with the ``key`` of those maps."""
+    atomic_torch_save({"support": support.cpu(), "key": key}, support_path(prior_path))
+
+
+def load_code_support(prior_path: str | Path) -> torch.Tensor | None:
+    """The code support saved beside a prior's checkpoint, (L, h, w, K) bool; None when there is none (a prior
+    trained before supports were written: ``train-prior`` on the finished run writes it)."""
+    path = support_path(prior_path)
+    if not path.exists():
+        return None
+    return torch.load(path, weights_only=True)["support"]
+
+
 def load_prior(path: str | Path, device: torch.device | None = None,
                vqvae_path: str | Path | None = None) -> torch.nn.Module:
-    """A trained prior from its checkpoint, in eval mode, with ``latent_shape``, ``label_names`` and
-    ``label_kind``. Given ``vqvae_path``, refuses a prior trained on the codes of another checkpoint."""
+    """A trained prior from its checkpoint, in eval mode, with ``latent_shape``, ``label_names``,
+    ``label_kind`` and ``code_support`` (``load_code_support``: None when none was saved). Given ``vqvae_path``,
+    refuses a prior trained on the codes of another checkpoint."""
     ckpt = load_checkpoint(path, map_location=device or get_device())
     meta = ckpt.get("meta", {})
     if meta.get("kind") != "prior":
@@ -129,4 +151,5 @@ def load_prior(path: str | Path, device: torch.device | None = None,
         check_prior_vqvae(meta, Path(path), Path(vqvae_path), checkpoint_fingerprint(vqvae_path))
     model = build_prior(PixelCNNConfig(**meta["config"])).to(device or get_device())
     model.load_state_dict(ckpt["model"])
+    model.code_support = load_code_support(path)
     return describe_prior(model, meta).eval()

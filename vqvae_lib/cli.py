@@ -34,11 +34,11 @@ from torchvision.utils import save_image
 
 from . import distributed, pipeline
 from .codemaps import conditioning_labels
-from .config import PRECISIONS, PROFILES, TrainConfig, VQVAEConfig, get_profile
+from .config import PRECISIONS, PROFILES, SUPPORTS, SamplingConfig, TrainConfig, VQVAEConfig, get_profile
 from .data import load_dataset
 from .pipeline import evaluation_report, load_prior, load_vqvae, throughput, train_prior, train_vqvae, with_minutes
 from .sample_quality import load_samples, measure, real_ceiling, save_samples
-from .sampling import decode, sample
+from .sampling import decode, sample, support_for
 from .utils import get_device
 
 # how the two baselines train (see VQVAEConfig.reference and .misha for their sources)
@@ -117,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     prior.add_argument("--vqvae", required=True, help="the VQ-VAE checkpoint whose codes the prior models")
     prior.add_argument("--data", default="default", help="slice source (default: %(default)s)")
     prior.add_argument("--profile", choices=PROFILES, help="prior size and steps (default: $VQVAE_PROFILE or class)")
-    _training_options(prior, "run folder: writes OUT/prior.pt and OUT/prior_history.json")
+    _training_options(prior, "run folder: writes OUT/prior.pt, OUT/prior-support.pt (the codes the training maps "
+                             "have at each position) and OUT/prior_history.json")
 
     smp = sub.add_parser("sample", help="sample code maps from a prior, decode them, save a PNG grid")
     smp.add_argument("--vqvae", required=True)
@@ -128,6 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
                                                          "$VQVAE_PROFILE or class)")
     smp.add_argument("--temperature", type=_positive(float), help="default: the profile's")
     smp.add_argument("--top-k", type=int, help="keep the k likeliest codes; 0: all of them (default: the profile's)")
+    smp.add_argument("--support", choices=SUPPORTS,
+                     help="draw only codes the training maps have at each position ('position'), in maps of the "
+                          "sample's label ('label'), 'label' for slice-depth labels and 'position' otherwise "
+                          "('depth'), or any code ('none') (default: the profile's)")
+    smp.add_argument("--support-radius", type=int, help="... or within this many positions (default: the profile's)")
     smp.add_argument("--seed", type=int, default=0)
     smp.add_argument("--naive", action="store_true", help="the reference sampler (a full forward pass per code)")
     smp.add_argument("--out", required=True, help="PNG file for the grid of decoded samples")
@@ -236,21 +242,27 @@ def _label_index(label: str | None, names: list[str]) -> int | None:
                      f"{', '.join(names)}")
 
 
-def sampling_settings(args) -> tuple[float, int | None]:
-    """(temperature, top_k): the command line's where given, else the profile's ``sampling``; top-k 0 is all."""
+def sampling_settings(args) -> SamplingConfig:
+    """The command line's sampling settings where given, else the profile's ``sampling``; top-k 0 is all."""
     defaults = get_profile(args.profile).sampling
-    temperature = args.temperature if args.temperature is not None else defaults.temperature
     top_k = defaults.top_k if args.top_k is None else args.top_k or None
     if top_k is not None and top_k < 0:
         raise ValueError(f"--top-k must be >= 0 (0: every code), got {top_k}")
-    return temperature, top_k
+    if args.support_radius is not None and args.support_radius < 0:
+        raise ValueError(f"--support-radius must be >= 0, got {args.support_radius}")
+    pick = lambda given, default: default if given is None else given  # noqa: E731
+    return SamplingConfig(temperature=pick(args.temperature, defaults.temperature), top_k=top_k,
+                          support=pick(args.support, defaults.support),
+                          support_radius=pick(args.support_radius, defaults.support_radius))
 
 
 def cmd_sample(args) -> int:
-    args.temperature, args.top_k = sampling_settings(args)
+    settings = sampling_settings(args)
+    args.temperature, args.top_k = settings.temperature, settings.top_k
     device = get_device(args.device)
     vqvae = load_vqvae(args.vqvae, device)
     prior = load_prior(args.prior, device, vqvae_path=args.vqvae)
+    support = support_for(prior, settings.support, settings.support_radius)
     label = _label_index(args.label, prior.label_names)
     if label is None and prior.config.n_labels:  # a conditional prior without --label: every label in turn
         labels = torch.arange(args.n) % prior.config.n_labels
@@ -258,7 +270,7 @@ def cmd_sample(args) -> int:
         labels = None if label is None else torch.full((args.n,), label)
     started = time.perf_counter()
     codes = sample(prior, args.n, labels=labels, temperature=args.temperature, top_k=args.top_k, seed=args.seed,
-                   naive=args.naive)
+                   naive=args.naive, support=support)
     sampled = time.perf_counter()
     images = decode(vqvae, codes)
     decoded = time.perf_counter()
@@ -267,7 +279,8 @@ def cmd_sample(args) -> int:
     if args.save_dir:
         records = [{"label": None if labels is None else int(label),
                     "label_name": None if labels is None else prior.label_names[label],
-                    "seed": args.seed, "temperature": args.temperature, "top_k": args.top_k}
+                    "seed": args.seed, "temperature": args.temperature, "top_k": args.top_k,
+                    "support": settings.support, "support_radius": settings.support_radius}
                    for label in (labels.tolist() if labels is not None else [None] * args.n)]
         save_samples(args.save_dir, images, records, image_size=images.shape[-1], label_names=prior.label_names,
                      label_kind=prior.label_kind, vqvae=str(args.vqvae), prior=str(args.prior),
@@ -277,7 +290,8 @@ def cmd_sample(args) -> int:
         "sampler": "naive" if args.naive else "fast", "sample_seconds": round(sampled - started, 3),
         "decode_seconds": round(decoded - sampled, 3),
         "labels": None if labels is None else [prior.label_names[i] for i in labels.tolist()],
-        "temperature": args.temperature, "top_k": args.top_k, "seed": args.seed, "device": str(device),
+        "temperature": args.temperature, "top_k": args.top_k, "support": settings.support,
+        "support_radius": settings.support_radius, "seed": args.seed, "device": str(device),
         "threads": torch.get_num_threads(),
     }))
     return 0

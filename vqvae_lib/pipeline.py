@@ -18,6 +18,7 @@ from .checkpoint import (  # noqa: F401  (load_vqvae and load_prior are part of 
     load_checkpoint,
     load_prior,
     load_vqvae,
+    save_code_support,
 )
 from .coarse import build_prior
 from .codemaps import load_code_maps
@@ -27,6 +28,7 @@ from .leakage import LEAKAGE_SSIM, leakage_share
 from .metrics import ReconstructionEval, code_usage, evaluate_reconstruction, reconstruction_validator
 from .pixelcnn import init_from_codes
 from .prior import prior_loss, prior_validator
+from .sampling import code_support
 from .train import FitResult, fit
 from .utils import atomic_write_bytes, get_device, runs_dir, set_seed
 from .vqvae import VQVAE, vqvae_loss
@@ -214,6 +216,11 @@ def train_prior(vqvae_path: str | Path, source: str, out_dir: str | Path, model_
                  validate=prior_validator(val_maps.indices[:VAL_CODE_MAPS], val_labels), meta=meta,
                  fingerprint=train_maps.key, progress=progress, extend=extend)
     write_history(out_dir / "prior_history.json", result, "maps_per_second", train_cfg.batch_size)
+    # which codes the training maps have at each position (per label): what sampling may restrict itself to
+    result.model.code_support = code_support(train_maps.indices, cfg.codebook_size,
+                                             train_maps.labels if cfg.n_labels else None, cfg.n_labels)
+    if distributed.is_main():
+        save_code_support(path, result.model.code_support, train_maps.key)
     return result
 
 

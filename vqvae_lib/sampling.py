@@ -1,4 +1,4 @@
-"""Sampling code maps from a PixelCNN prior: batched, seeded, temperature, top-k, labels, completion.
+"""Sampling code maps from a PixelCNN prior: batched, seeded, temperature, top-k, support, labels, completion.
 
 Randomness: before any model call, one uniform number per position per sample, ``u`` (n, h, w), is
 drawn from ``torch.Generator().manual_seed(seed)`` on the CPU. The code at (i, j) is the inverse CDF of
@@ -16,6 +16,11 @@ Two samplers, one result:
 - ``fast`` for a ``CodeTransformer``: a key/value cache. Each position runs every block on one token and
   attends to the cached keys and values of the positions before it (``cache_loop``).
 
+Support (``code_support``, ``support_for``): the codes the training maps have at each position, per label. With
+``support``, a code is drawn at (i, j) only if some training map (of the sample's label) has it there: where every
+training slice is background, the sampler cannot put tissue, whatever the prior has or has not learned yet. The
+prior's own distribution is renormalised over those codes, before temperature and top-k.
+
 A coarse-to-fine prior (``vqvae_lib.coarse``) is sampled in two passes with the same sampler: its coarse
 map from ``top``, then the code map from ``bottom`` conditioned on that whole coarse map. The uniforms of
 the coarse map are drawn first from the same seeded generator, then those of the code map.
@@ -26,6 +31,7 @@ import torch
 import torch.nn as nn
 
 from .coarse import CoarseToFinePrior
+from .config import SUPPORTS
 from .pixelcnn import GatedPixelCNN, check_codes
 from .transformer import CodeTransformer
 from .utils import evaluating
@@ -63,7 +69,7 @@ def naive_loop(model: nn.Module, codes: torch.Tensor, labels, u: torch.Tensor, s
     for i in range(start_row, H):
         for j in range(W):
             logits = model(codes, labels, cond)[:, :, i, j]                   # (n, K)
-            codes[:, i, j] = pick(logits, u[:, i, j])
+            codes[:, i, j] = pick(logits, u[:, i, j], (i, j))
 
 
 @torch.no_grad()
@@ -102,7 +108,7 @@ def cache_loop(model: CodeTransformer, codes: torch.Tensor, labels, u: torch.Ten
         i, j = divmod(t, W)
         logits = model.step(previous, t, labels, caches)                    # (n, K)
         if i >= start_row:
-            codes[:, i, j] = pick(logits, u[:, i, j])
+            codes[:, i, j] = pick(logits, u[:, i, j], (i, j))
         previous = codes[:, i, j]
 
 
@@ -140,7 +146,7 @@ def sample_row(model: GatedPixelCNN, codes: torch.Tensor, i: int, links: list[to
             if l + 1 < len(h_in):
                 h_in[l + 1][..., j + p] = h[..., 0]
         logits = model.head(h)[:, :, 0, 0]                                   # (n, K)
-        codes[:, i, j] = pick(logits, u[:, i, j])
+        codes[:, i, j] = pick(logits, u[:, i, j], (i, j))
         h_in[0][:, :, 0, j + p + 1] = model.embedding(codes[:, i, j])         # (n, C)
 
 
@@ -162,16 +168,93 @@ def _start(n: int, shape, prompt, keep_rows: int, device) -> torch.Tensor:
     return codes
 
 
+def code_support(indices: torch.Tensor, codebook_size: int, labels: torch.Tensor | None = None,
+                 n_labels: int = 0) -> torch.Tensor:
+    """Which codes the maps use where: code maps (N, h, w) long -> (L, h, w, K) bool, True where code k occurs at
+    (i, j) in some map of label l (L = ``n_labels``; L = 1, every map, with ``labels`` None). What a prior's sampler
+    may restrict itself to (``sampling.sample(support=...)``): a code that no training map has at a position (the
+    tissue codes in the image border, say) is never drawn there. ``widen_support`` relaxes it."""
+    if indices.dim() != 3:
+        raise ValueError(f"code_support needs code maps (N, h, w), got shape {tuple(indices.shape)}")
+    if (labels is None) != (n_labels == 0) or (labels is not None and len(labels) != len(indices)):
+        raise ValueError(f"code_support: pass labels (N,) with n_labels > 0, or neither; got n_labels={n_labels} "
+                         f"and labels of length {None if labels is None else len(labels)} for {len(indices)} maps")
+    N, h, w = indices.shape
+    group = torch.zeros(N, dtype=torch.long) if labels is None else labels.long().cpu()
+    seen = torch.zeros(max(n_labels, 1) * h * w * codebook_size, dtype=torch.bool)
+    position = torch.arange(h * w).view(1, h, w)                                       # (1, h, w)
+    seen[((group.view(N, 1, 1) * h * w + position) * codebook_size + indices.cpu()).flatten()] = True
+    return seen.view(max(n_labels, 1), h, w, codebook_size)
+
+
+def widen_support(support: torch.Tensor, radius: int = 0, by_label: bool = True) -> torch.Tensor:
+    """A support (L, h, w, K) bool relaxed: a code allowed at (i, j) becomes allowed within ``radius`` positions of
+    it (a square window); without ``by_label``, a code allowed under one label is allowed under all: (1, h, w, K)."""
+    if radius < 0:
+        raise ValueError(f"widen_support: radius must be >= 0, got {radius}")
+    if not by_label:
+        support = support.any(dim=0, keepdim=True)
+    if radius:
+        L, h, w, K = support.shape
+        grid = support.permute(0, 3, 1, 2).reshape(L * K, 1, h, w).float()         # (L K, 1, h, w)
+        grid = torch.nn.functional.max_pool2d(grid, 2 * radius + 1, stride=1, padding=radius)
+        support = grid.view(L, K, h, w).permute(0, 2, 3, 1).bool()
+    return support.contiguous()
+
+
+def support_for(model: nn.Module, kind: str = "label", radius: int = 0) -> torch.Tensor | None:
+    """The ``support`` for ``sample`` that a sampling setting asks for (``SamplingConfig.support``): "none" -> None;
+    "position": the codes some training map has at each position, (1, h, w, K); "label": those some training map
+    of the sample's label has there, (L, h, w, K) (the same as "position" for an unconditional prior); "depth":
+    "label" when the prior's labels are slice depths (``label_kind``), "position" otherwise (a class label says
+    little about where tissue lies, and a rare class would allow only the few codes of its few maps); each within
+    ``radius`` positions. From the prior's ``code_support`` (``load_prior`` reads it from beside the checkpoint)."""
+    if kind not in SUPPORTS:
+        raise ValueError(f"support must be one of {SUPPORTS}, got {kind!r}")
+    if kind == "none":
+        return None
+    if kind == "depth":
+        kind = "label" if getattr(model, "label_kind", None) == "depth" else "position"
+    seen = getattr(model, "code_support", None)
+    if seen is None:
+        raise ValueError("this prior has no code support (a checkpoint trained before supports were saved beside "
+                         "it): run train-prior on its run again, which writes it, or sample with support 'none'")
+    return widen_support(seen, radius, by_label=kind == "label")
+
+
+def _support_groups(support: torch.Tensor | None, labels: torch.Tensor | None, n: int, shape, model: nn.Module,
+                    device) -> torch.Tensor | None:
+    """Which slice of ``support`` (L, h, w, K) each of the n samples uses: (n,) long (its label, or 0 when L = 1);
+    None without a support. Refuses a support of another map size, codebook or label count."""
+    if support is None:
+        return None
+    K, n_labels = model.config.codebook_size, model.config.n_labels
+    if support.dtype != torch.bool or support.dim() != 4 or tuple(support.shape[1:]) != (*shape, K) \
+            or support.shape[0] not in (1, n_labels):
+        raise ValueError(f"support must be (1 or {n_labels or 1} labels, {shape[0]}, {shape[1]}, {K}) bool for this "
+                         f"prior and map size, got {tuple(support.shape)} {support.dtype}")
+    if not bool(support.any(dim=-1).all()):
+        raise ValueError("the support allows no code at some position (of some label)")
+    if support.shape[0] == 1:
+        return torch.zeros(n, dtype=torch.long, device=device)
+    if labels is None:
+        raise ValueError("a support per label needs the samples' labels")
+    return labels
+
+
 @torch.no_grad()
 def sample(model: nn.Module, n: int, shape: tuple[int, int] | None = None, *, labels=None,
            temperature: float = 1.0, top_k: int | None = None, seed: int = 0, prompt: torch.Tensor | None = None,
-           keep_rows: int = 0, naive: bool = False) -> torch.Tensor:
+           keep_rows: int = 0, naive: bool = False, support: torch.Tensor | None = None) -> torch.Tensor:
     """``n`` code maps (n, h, w) long from ``model``, in raster order (see module docstring).
 
     shape: (h, w); default: the prompt's, else ``model.latent_shape`` (set by ``load_prior``).
     labels: None, one int for every sample, or (n,) long. temperature > 0; top_k: keep the k likeliest.
     prompt, keep_rows: completion: the top ``keep_rows`` rows of ``prompt`` ((h, w) or (n, h, w)) are
     kept and the rest is sampled. naive: the reference sampler instead of the fast one.
+    support: (L, h, w, K) bool (``codemaps.code_support``): only the codes it allows at (i, j) can be drawn there,
+    under the sample's label when L > 1 (L = the prior's labels), for every sample when L = 1; applied before
+    temperature and top-k. A coarse-to-fine prior's coarse map is drawn without it.
     """
     if temperature <= 0 or (top_k is not None and top_k < 1) or n < 1:
         raise ValueError(f"need n >= 1, temperature > 0 and top_k >= 1; got {n}, {temperature}, {top_k}")
@@ -185,15 +268,23 @@ def sample(model: nn.Module, n: int, shape: tuple[int, int] | None = None, *, la
     codes = _start(n, shape, prompt, keep_rows, device)
     generator = torch.Generator().manual_seed(seed)
     loop = naive_loop if naive else cache_loop if isinstance(model, CodeTransformer) else fast_loop
-    pick = lambda logits, uu: choose(logits, uu, temperature, top_k)  # noqa: E731
     labels = _labels(labels, n, device)
+    groups = _support_groups(support, labels, n, shape, model, device)                # (n,) or None
+    support = None if support is None else support.to(device)
+    pick_any = lambda logits, uu, ij: choose(logits, uu, temperature, top_k)  # noqa: E731
+
+    def pick(logits, uu, ij):  # (n, K), (n,), (i, j) -> codes (n,)
+        if groups is not None:
+            logits = logits.masked_fill(~support[groups, ij[0], ij[1]], float("-inf"))
+        return choose(logits, uu, temperature, top_k)
+
     with evaluating(model):
         cond = None
         if isinstance(model, CoarseToFinePrior):  # the coarse map first, all of it, then the codes given it
             f = model.config.coarse_factor
             coarse = model.coarse(codes)                                     # kept rows: their own summary
             u_top = uniforms(n, coarse.shape[1:], generator).to(device)
-            loop(model.top, coarse, labels, u_top, keep_rows // f, pick)
+            loop(model.top, coarse, labels, u_top, keep_rows // f, pick_any)
             model, cond = model.bottom, model.condition(coarse)
         loop(model, codes, labels, uniforms(n, shape, generator).to(device), keep_rows, pick, cond)
     return codes
@@ -201,13 +292,18 @@ def sample(model: nn.Module, n: int, shape: tuple[int, int] | None = None, *, la
 
 @torch.no_grad()
 def next_code_distribution(model: nn.Module, codes: torch.Tensor, position: tuple[int, int], *, labels=None,
-                           temperature: float = 1.0, top_k: int | None = None) -> torch.Tensor:
+                           temperature: float = 1.0, top_k: int | None = None,
+                           support: torch.Tensor | None = None) -> torch.Tensor:
     """The distribution the sampler draws the code at ``position`` = (i, j) from, given the code map
-    ``codes`` (h, w) (only the codes before (i, j) in raster order matter) and ``labels`` (None or an int):
-    (K,) float64 on the CPU."""
+    ``codes`` (h, w) (only the codes before (i, j) in raster order matter), ``labels`` (None or an int) and
+    ``support`` (as in ``sample``): (K,) float64 on the CPU."""
     device = next(model.parameters()).device
     i, j = position
-    logits = model(codes.to(device)[None], _labels(labels, 1, device))[:, :, i, j]   # (1, K)
+    labels = _labels(labels, 1, device)
+    logits = model(codes.to(device)[None], labels)[:, :, i, j]                       # (1, K)
+    groups = _support_groups(support, labels, 1, tuple(codes.shape), model, device)
+    if groups is not None:
+        logits = logits.masked_fill(~support.to(device)[groups, i, j], float("-inf"))
     return distribution(logits, temperature, top_k)[0].cpu()
 
 

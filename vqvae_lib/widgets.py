@@ -13,6 +13,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from . import codebook, plotting, plotting_codebook, plotting_prior, sampling
+from .config import SUPPORTS
 from .data import SliceDataset
 
 PROMPT = -1  # the value of a dropdown's prompt entry (ipywidgets 8 shows value=None as a blank box)
@@ -279,8 +280,9 @@ class CodebookSizeLab(widgets.VBox):
 
 class RasterScanPlayer(widgets.VBox):
     """Play autoregressive sampling position by position: the code map filling in raster order, the
-    decoded sample, and the softmax the prior draws from at the current position. Temperature, top-k,
-    seed and (for a conditional prior) the label change the sample; each sample is drawn once and kept."""
+    decoded sample, and the softmax the prior draws from at the current position. Temperature, top-k, the
+    support (``sampling.support_for``; for a prior with a saved ``code_support``), seed and (for a conditional
+    prior) the label change the sample; each sample is drawn once and kept."""
 
     def __init__(self, prior, vqvae, *, seed: int = 0, label: int | None = None):
         self.prior, self.vqvae = prior, vqvae
@@ -301,27 +303,35 @@ class RasterScanPlayer(widgets.VBox):
                                                continuous_update=False, style=WIDE)
         self.top_k = widgets.IntSlider(value=0, min=0, max=min(self.K, 64), description="top-k (0: all)",
                                        continuous_update=False, style={"description_width": "initial"})
+        has_support = getattr(prior, "code_support", None) is not None
+        self.support = widgets.Dropdown(options=list(SUPPORTS) if has_support else ["none"], value="none",
+                                        description="support", disabled=not has_support, layout={"width": "200px"})
         self.seed = widgets.IntText(value=seed, description="seed", layout={"width": "160px"})
         names = list(getattr(prior, "label_names", []) or [])
         self.label = widgets.Dropdown(options=[(n, i) for i, n in enumerate(names)] or [("none", None)],
                                       value=(label if label is not None else 0) if names else None,
                                       description="label", disabled=not names)
         self.image = image_widget("760px")
-        for control in (self.position, self.temperature, self.top_k, self.seed, self.label):
+        for control in (self.position, self.temperature, self.top_k, self.support, self.seed, self.label):
             control.observe(self._update, names="value")
         super().__init__([widgets.HBox([self.play, self.position, self.seed]),
-                          widgets.HBox([self.temperature, self.top_k, self.label]), self.image])
+                          widgets.HBox([self.temperature, self.top_k, self.support, self.label]), self.image])
         self._update()
 
     def settings(self) -> dict:
         return {"temperature": self.temperature.value, "top_k": self.top_k.value or None,
-                "labels": self.label.value, "seed": self.seed.value}
+                "labels": self.label.value, "seed": self.seed.value, "support": self.support.value}
+
+    def _sampler_options(self) -> dict:
+        """``settings`` as ``sampling.sample`` takes them: the support's name becomes its mask."""
+        s = self.settings()
+        return {**s, "support": sampling.support_for(self.prior, s["support"])}
 
     def current_sample(self) -> tuple:
         """(code map (h, w), decoded image (1, H, W)) for the current settings, sampled once."""
         key = tuple(self.settings().values())
         if key not in self._samples:
-            codes = sampling.sample(self.prior, 1, **self.settings())
+            codes = sampling.sample(self.prior, 1, **self._sampler_options())
             self._samples[key] = codes[0].cpu(), sampling.decode(self.vqvae, codes)[0].cpu()
         return self._samples[key]
 
@@ -330,7 +340,7 @@ class RasterScanPlayer(widgets.VBox):
         p = self.position.value
         i, j = divmod(p, self.w)
         probs = sampling.next_code_distribution(self.prior, codes, (i, j), **{
-            k: v for k, v in self.settings().items() if k != "seed"})
+            k: v for k, v in self._sampler_options().items() if k != "seed"})
         return plotting_prior.raster_step(codes, p, probs, int(codes[i, j]), image, self.K, order=self.order)
 
     def strip(self, positions: Sequence[int] | None = None) -> Figure:
@@ -340,8 +350,9 @@ class RasterScanPlayer(widgets.VBox):
         if positions is None:
             positions = np.linspace(0, self.h * self.w, 5).round().astype(int).tolist()
         s = self.settings()
-        title = (f"raster-scan sampling, temperature {s['temperature']:g}, top-k {s['top_k'] or 'all'}, seed "
-                 f"{s['seed']}" + ("" if s["labels"] is None else f", label {self.label.label}"))
+        title = (f"raster-scan sampling, temperature {s['temperature']:g}, top-k {s['top_k'] or 'all'}"
+                 + ("" if s["support"] == "none" else f", support by {s['support']}") + f", seed {s['seed']}"
+                 + ("" if s["labels"] is None else f", label {self.label.label}"))
         return plotting_prior.raster_strip(image, (self.h, self.w), positions, title=title)
 
     def _update(self, change=None):
