@@ -13,6 +13,8 @@ from vqvae_lib.train import fit
 from vqvae_lib.vqvae import VQVAE, vqvae_loss
 
 STEPS = TrainConfig(batch_size=8, steps=5, lr=1e-2, warmup_steps=2, eval_every=0, checkpoint_every=0, seed=0)
+# the values below: learning rates 0.005, 0.01 (warm-up), then the cosine over the last three steps: 0.01, 0.0076,
+# 0.0029 (before the cosine started after the warm-up, the third to fifth losses were 0.3957, 0.3756, 0.3636)
 
 
 @pytest.fixture(autouse=True)
@@ -35,7 +37,7 @@ def test_vqvae_losses_of_the_first_five_steps():
     model = VQVAE(VQVAEConfig(hidden_channels=8, res_channels=4, n_res_blocks=1, downsample=4, codebook_size=16,
                               embedding_dim=4))
     losses = fit(model, stripes(), vqvae_loss, STEPS, progress=False).history["loss"]
-    assert losses == pytest.approx([0.431732, 0.418406, 0.395743, 0.37561, 0.363617], rel=1e-4)
+    assert losses == pytest.approx([0.431732, 0.418406, 0.393351, 0.363178, 0.334324], rel=1e-4)
 
 
 def test_prior_losses_and_samples_of_a_tiny_conditional_prior_with_position():
@@ -44,7 +46,7 @@ def test_prior_losses_and_samples_of_a_tiny_conditional_prior_with_position():
                                          height=4, width=4))
     maps = torch.randint(0, 16, (24, 4, 4), generator=torch.Generator().manual_seed(1))
     result = fit(prior, maps, prior_loss, STEPS, labels=torch.arange(24) % 2, progress=False)
-    assert result.history["loss"] == pytest.approx([2.748313, 2.827897, 2.802401, 2.744867, 2.806094], rel=1e-4)
+    assert result.history["loss"] == pytest.approx([2.748313, 2.827897, 2.802199, 2.744002, 2.802122], rel=1e-4)
     codes = sample(prior, 2, (4, 4), labels=torch.tensor([0, 1]), seed=0)
     assert codes.flatten().tolist() == [15, 10, 6, 14, 9, 12, 2, 5, 8, 4, 6, 2, 5, 9, 7, 6,
-                                        6, 3, 10, 12, 3, 10, 1, 8, 3, 8, 8, 10, 11, 3, 13, 9]
+                                        6, 3, 9, 12, 3, 10, 1, 8, 3, 8, 8, 10, 11, 3, 13, 9]

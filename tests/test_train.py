@@ -348,8 +348,7 @@ def test_a_planned_run_is_reproduced_bit_for_bit_by_its_step_count(tmp_path):
     assert steps.history["loss"] == budget.history["loss"] and steps.history["lr"] == budget.history["lr"]
     for name, tensor in budget.model.state_dict().items():
         assert torch.equal(tensor, steps.model.state_dict()[name]), name
-    assert budget.history["lr"][-1] == pytest.approx(learning_rate(small_cfg(), budget.step - 1,
-                                                                   (budget.step - 1) / budget.step))
+    assert budget.history["lr"][-1] == pytest.approx(learning_rate(small_cfg(), budget.step - 1, budget.step))
 
 
 def test_the_clock_is_only_a_safety_stop(monkeypatch):
@@ -374,9 +373,36 @@ def test_time_budget_anneals_the_schedule(monkeypatch):
     result = fit(tiny_autoencoder(), images(), recon_loss, cfg, progress=False)
     planned = int(train.PLAN_MARGIN * 10)                             # 10 steps fit, planned with the margin
     assert result.stopped == "minutes" and result.step == planned and result.train_seconds == 0.5 * planned
-    assert result.history["lr"][-1] == pytest.approx(learning_rate(cfg, planned - 1, (planned - 1) / planned))
-    assert result.history["lr"][-1] < 0.1 * cfg.lr
+    assert result.history["lr"][-1] == pytest.approx(learning_rate(cfg, planned - 1, planned))
+    assert result.history["lr"][-1] < 0.2 * cfg.lr                    # 8 steps: the cosine over the last 5
 
+
+
+def test_the_plan_is_made_again_at_the_end_of_the_warm_up(monkeypatch):
+    now = {"t": 0.0, "calls": 0}
+
+    def clock():                                                      # the probe's steps take 0.05 s, the run's 0.1
+        now["calls"] += 1
+        now["t"] += 0.05 if now["calls"] <= 2 * (train.PROBE_WARMUP + train.PROBE_STEPS) else 0.1
+        return now["t"]
+    monkeypatch.setattr(train, "perf_counter", clock)
+    cfg = small_cfg(steps=10**6, minutes=6 / 60, warmup_steps=30, eval_every=0, checkpoint_every=0)
+    result = fit(tiny_autoencoder(), images(), recon_loss, cfg, progress=False)
+    # the probe planned 0.85 * 6 / 0.05 = 102 steps: 10.2 s; after 30 steps (3 s) the rest is planned from 0.1 s
+    # per step: 30 + 0.95 * 3 / 0.1 = 58 steps, 5.8 s of the 6-second budget
+    assert result.stopped == "minutes" and result.planned_steps == result.step == 58
+    assert result.train_seconds == pytest.approx(5.8, abs=0.1)
+    monkeypatch.undo()
+    again = fit(tiny_autoencoder(), images(), recon_loss, small_cfg(steps=58, warmup_steps=30, eval_every=0,
+                                                                      checkpoint_every=0), progress=False)
+    assert again.history["lr"] == result.history["lr"] and again.history["loss"] == result.history["loss"]
+    short = small_cfg(steps=10**6, minutes=6 / 60, warmup_steps=train.REPLAN_MIN_WARMUP - 1, eval_every=0,
+                      checkpoint_every=0)
+    now.update(t=0.0, calls=0)
+    monkeypatch.setattr(train, "perf_counter", clock)
+    with pytest.warns(UserWarning, match="clock stopped"):              # too short a warm-up: the probe's plan stays
+        kept = fit(tiny_autoencoder(), images(), recon_loss, short, progress=False)
+    assert kept.planned_steps == int(train.PLAN_MARGIN * 6 / 0.05)
 
 def test_history_lengths_are_consistent():
     cfg = small_cfg(steps=10, eval_every=4)
@@ -406,7 +432,9 @@ def test_learning_rate_warms_up_then_decays():
     assert rates[0] == pytest.approx(0.1) and max(rates) == rates[9]
     assert all(a >= b for a, b in zip(rates[9:], rates[10:]))
     assert learning_rate(cfg, 100) == pytest.approx(0.1)
-    assert learning_rate(cfg, 50, progress=1.0) == pytest.approx(0.1)
+    assert learning_rate(cfg, 50, total=50) == pytest.approx(0.1)            # the end of a 50-step run
+    assert rates[:10] == [learning_rate(cfg, s, total=40) for s in range(10)]  # the warm-up ignores the total
+    assert rates[10] == pytest.approx(1.0) and rates[55] == pytest.approx(0.1 + 0.9 * 0.5)  # cosine after it
     constant = TrainConfig(steps=100, lr=1.0, warmup_steps=10, schedule="constant")
     assert learning_rate(constant, 80) == 1.0
 
