@@ -4,6 +4,7 @@
     python benchmarks/sample_quality.py --data kaggle --variant class
     python benchmarks/sample_quality.py --data default --variant no-position        # the prior without position
     python benchmarks/sample_quality.py --data default --variant class --prior-minutes 10
+    python benchmarks/sample_quality.py --data default --variant class --top-k 32 --support depth  # the class sampling
 
 Trains (or reloads, when the same settings already ran) the variant's VQ-VAE in runs/bench-sq-<data>-<vqvae>/
 and its prior in a sub-folder (the class variant at the class budget uses the notebooks' own runs in
@@ -66,8 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-n", type=int, default=256, help="samples to draw and score")
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--top-k", type=int)
-    parser.add_argument("--support", choices=("none", "position", "label", "depth"), default="none",
-                        help="draw only the codes the training maps have at each position (of the sample's label)")
+    parser.add_argument("--support", choices=("none", "position", "label", "depth"),
+                        help="draw only the codes the training maps have at each position (of the sample's label); "
+                             "default: any code, as 'none' (which names its record '-none')")
     parser.add_argument("--support-radius", type=int, default=0, help="... or within this many positions")
     parser.add_argument("--seed", type=int, default=0,
                         help="sampling seed, and the seed of the measures (pairs, critic folds); another seed is a "
@@ -115,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
 
     n_labels = prior.config.n_labels
     labels = torch.arange(args.n) % n_labels if n_labels else None
-    support = support_for(prior, args.support, args.support_radius)
+    support = support_for(prior, args.support or "none", args.support_radius)
     t0 = time.perf_counter()
     sample(prior, 16, labels=None if labels is None else labels[:16], seed=1, temperature=args.temperature,
            top_k=args.top_k, support=support)
@@ -140,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         name += f"-{args.vqvae_minutes:g}+{args.prior_minutes:g}min"
     if args.temperature != 1.0 or args.top_k:
         name += f"-t{args.temperature:g}" + (f"-k{args.top_k}" if args.top_k else "")
-    if args.support != "none":
+    if args.support is not None:
         name += f"-{args.support}" + (f"-r{args.support_radius}" if args.support_radius else "")
     if args.seed:
         name += f"-seed{args.seed}"
@@ -163,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                   / len(prior_fit.history["bits_per_code"][-100:]),
                   "val_bits_per_code": prior_fit.history.get("val_bits_per_code", [None])[-1]},
         "sampling": {"n": args.n, "temperature": args.temperature, "top_k": args.top_k, "seed": args.seed,
-                     "support": args.support, "support_radius": args.support_radius,
+                     "support": args.support or "none", "support_radius": args.support_radius,
                      "seconds_for_16": round(seconds_16, 2)},
         "samples": report.summary(), "real": ceiling.summary(), "scoring_seconds": round(scoring_seconds, 1),
         "wall_seconds": round(time.perf_counter() - started, 1), "grid": str(grid_path.relative_to(ROOT)),
