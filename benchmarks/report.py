@@ -302,6 +302,14 @@ def spread_sentence(records: list[dict]) -> str:
             "estimate varies with the machine's load, and fewer steps mean worse samples.")
 
 
+def _label_mix(r: dict) -> str:
+    """How a record's samples got their labels, where it matters (labels of unequal frequency: the kaggle classes);
+    records before 2026-12-04 took each label in turn."""
+    if r["data"] == "default":
+        return ""            # four depth bands of equal size: both ways give the same labels
+    return ", labels as in training" if r["sampling"].get("labels") == "training" else ", labels in turn"
+
+
 def sample_table(records: list[dict]) -> list[str]:
     head = " | ".join(f"{name} ({target})" for _, name, target in SAMPLE_MEASURES)
     rows = [f"| data | variant | sampling | VQ-VAE + prior minutes (steps) | recon SSIM / brain SSIM (test) | prior "
@@ -314,6 +322,7 @@ def sample_table(records: list[dict]) -> list[str]:
                     + (f", support by {r['sampling']['support']}" if r["sampling"].get("support", "none") != "none"
                        else "")
                     + (f" within {r['sampling']['support_radius']}" if r["sampling"].get("support_radius") else "")
+                    + _label_mix(r)
                     + (f", seed {r['sampling']['seed']}" if r["sampling"].get("seed") else ""))
         rows.append(f"| {r['data']} ({r['split_kind']}) | {r['variant']} | {sampling} | "
                     f"{vq['minutes']:g} + {prior['minutes']:g} "

@@ -9,10 +9,11 @@
 Trains (or reloads, when the same settings already ran) the variant's VQ-VAE in runs/bench-sq-<data>-<vqvae>/
 and its prior in a sub-folder (the class variant at the class budget uses the notebooks' own runs in
 runs/class-<data>/), with the class profile's settings changed as the variant says; draws ``-n`` samples
-(labels cycling through the prior's labels, seed 0), decodes them and scores them with
-``sample_quality.measure`` against the test split (held out: never trained or validated on), beside the same
-measures for real test slices (``real_ceiling``). Writes benchmarks/results/sample-quality-<data>-<variant>
-[-<budget>].json and a grid of the first 32 samples to build/bench/<same name>.png (look at it).
+(labels in the training slices' proportions, or each in turn with ``--labels each``; seed 0), decodes them and
+scores them with ``sample_quality.measure`` against the test split (held out: never trained or validated on),
+beside the same measures for real test slices (``real_ceiling``). Writes
+benchmarks/results/sample-quality-<data>-<variant>[-<budget>].json and a grid of the first 32 samples to
+build/bench/<same name>.png (look at it).
 ``--data kaggle`` is ../shared/data/oasis-kaggle/train (real OASIS-derived slices; seeded 80/10/10 split by
 file, so neighbouring slices of one subject sit on both sides: the real ceiling is inflated there);
 ``default`` is the built-in MNI152 set (split by subject).
@@ -71,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="draw only the codes the training maps have at each position (of the sample's label); "
                              "default: any code, as 'none' (which names its record '-none')")
     parser.add_argument("--support-radius", type=int, default=0, help="... or within this many positions")
+    parser.add_argument("--labels", choices=("training", "each"), default="training",
+                        help="a conditional prior's sample labels: in the training slices' proportions (default, as "
+                             "the CLI's sample), or each label in turn ('each', the records before 2026-12-04)")
     parser.add_argument("--seed", type=int, default=0,
                         help="sampling seed, and the seed of the measures (pairs, critic folds); another seed is a "
                              "second draw of the same settings: the run-to-run spread")
@@ -85,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     from vqvae_lib.data import load_dataset
     from vqvae_lib.prior import evaluate_prior
     from vqvae_lib.sample_quality import measure, real_ceiling
-    from vqvae_lib.sampling import decode, sample, support_for
+    from vqvae_lib.sampling import decode, default_labels, sample, support_for
     from vqvae_lib.utils import get_device
 
     if args.threads:
@@ -116,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     test_bits = evaluate_prior(prior, test_maps.indices, test_maps.labels if prior.config.n_labels else None)
 
     n_labels = prior.config.n_labels
-    labels = torch.arange(args.n) % n_labels if n_labels else None
+    labels = (torch.arange(args.n) % n_labels if n_labels and args.labels == "each"
+              else default_labels(prior, args.n))                         # (n,) or None
     support = support_for(prior, args.support or "none", args.support_radius)
     t0 = time.perf_counter()
     sample(prior, 16, labels=None if labels is None else labels[:16], seed=1, temperature=args.temperature,
@@ -144,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         name += f"-t{args.temperature:g}" + (f"-k{args.top_k}" if args.top_k else "")
     if args.support is not None:
         name += f"-{args.support}" + (f"-r{args.support_radius}" if args.support_radius else "")
+    if args.labels == "each" and n_labels:
+        name += "-each"
     if args.seed:
         name += f"-seed{args.seed}"
     grid = plotting.image_grid(samples[:32], ncols=8, size=1.3,
@@ -166,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
                   "val_bits_per_code": prior_fit.history.get("val_bits_per_code", [None])[-1]},
         "sampling": {"n": args.n, "temperature": args.temperature, "top_k": args.top_k, "seed": args.seed,
                      "support": args.support or "none", "support_radius": args.support_radius,
+                     "labels": (args.labels if n_labels else None),
+                     "label_counts": (torch.bincount(labels, minlength=n_labels).tolist() if n_labels else None),
                      "seconds_for_16": round(seconds_16, 2)},
         "samples": report.summary(), "real": ceiling.summary(), "scoring_seconds": round(scoring_seconds, 1),
         "wall_seconds": round(time.perf_counter() - started, 1), "grid": str(grid_path.relative_to(ROOT)),

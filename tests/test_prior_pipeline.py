@@ -14,7 +14,7 @@ from vqvae_lib.config import TrainConfig, get_profile
 from vqvae_lib.data import load_dataset
 from vqvae_lib.prior import likelihood_table
 from vqvae_lib.sample_quality import compare_priors
-from vqvae_lib.sampling import code_support, support_for
+from vqvae_lib.sampling import code_support, default_labels, labels_in_proportion, support_for
 from vqvae_lib.sampling import sample as sample_codes
 from vqvae_lib.train import load_checkpoint
 
@@ -84,6 +84,8 @@ def test_train_prior_saves_the_code_support_and_sample_honours_it(tiny_source, t
     assert prior.code_support.shape == (2, 4, 4, 64)                          # (labels, h, w, K)
     assert torch.equal(prior.code_support, code_support(maps.indices, 64, maps.labels, 2))
     assert 0 < prior.code_support.sum() < prior.code_support.numel()
+    assert torch.equal(prior.label_counts, torch.bincount(maps.labels, minlength=2))  # saved beside it: the
+    assert torch.equal(default_labels(prior, 6), labels_in_proportion(prior.label_counts, 6))  # default mix
 
     out = tmp_path / "samples"
     sample = ["sample", "--vqvae", vqvae, "--prior", str(run / "prior.pt"), "-n", "6", "--top-k", "0",
@@ -102,6 +104,8 @@ def test_train_prior_saves_the_code_support_and_sample_honours_it(tiny_source, t
     assert not prior.code_support[labels[:, None, None], rows, cols, free].all()
 
     (run / "prior-support.pt").unlink()                                      # a prior trained before supports
+    old = pipeline.load_prior(run / "prior.pt", vqvae_path=vqvae)
+    assert old.label_counts is None and default_labels(old, 5).tolist() == [0, 1, 0, 1, 0]  # each label in turn
     assert main(sample) == 2
     assert "no code support" in capsys.readouterr().err
     assert main(train) == 0                                                  # the finished run writes it again

@@ -12,7 +12,16 @@ from vqvae_lib.sample_quality import (
     quality_table,
     sample_quality,
 )
-from vqvae_lib.sampling import choose, code_support, next_code_distribution, sample, support_for, widen_support
+from vqvae_lib.sampling import (
+    choose,
+    code_support,
+    default_labels,
+    labels_in_proportion,
+    next_code_distribution,
+    sample,
+    support_for,
+    widen_support,
+)
 
 SHAPE = (5, 6)
 
@@ -243,3 +252,24 @@ def test_support_for_follows_the_setting_and_the_kind_of_label():
     model.code_support = None
     with pytest.raises(ValueError, match="no code support"):
         support_for(model, "label")
+
+
+def test_labels_in_proportion_follow_the_counts_in_turn():
+    assert labels_in_proportion(torch.tensor([5, 5, 5, 5]), 8).tolist() == [0, 1, 2, 3, 0, 1, 2, 3]  # equal: in turn
+    kaggle = torch.tensor([583, 44, 2036, 1434])                  # the kaggle classes' training slices
+    labels = labels_in_proportion(kaggle, 256)
+    assert torch.bincount(labels, minlength=4).tolist() == [36, 3, 127, 90]  # 36.4, 2.7, 127.2, 89.6: by remainder
+    assert labels[:4].tolist() == [0, 1, 2, 3] and labels[-1].item() == 2      # in turn while each lasts
+    assert labels_in_proportion(torch.tensor([0, 3]), 4).tolist() == [1, 1, 1, 1]   # a label without slices: never
+    assert labels_in_proportion(torch.tensor([1, 1, 1]), 2).tolist() == [0, 1]      # ties: the lower labels
+    for bad in (torch.tensor([0, 0]), torch.tensor([-1, 2]), torch.tensor([])):
+        with pytest.raises(ValueError, match="counts"):
+            labels_in_proportion(bad, 4)
+
+
+def test_default_labels_of_a_prior():
+    conditional = GatedPixelCNN(PixelCNNConfig(channels=8, n_layers=2, codebook_size=4, n_labels=3))
+    assert default_labels(conditional, 4).tolist() == [0, 1, 2, 0]            # no counts saved: in turn
+    conditional.label_counts = torch.tensor([1, 0, 3])
+    assert default_labels(conditional, 4).tolist() == [0, 2, 2, 2]
+    assert default_labels(GatedPixelCNN(PixelCNNConfig(channels=8, n_layers=2, codebook_size=4)), 4) is None

@@ -123,10 +123,24 @@ def support_path(prior_path: str | Path) -> Path:
     return prior_path.with_name(f"{prior_path.stem}-support.pt")
 
 
-def save_code_support(prior_path: str | Path, support: torch.Tensor, key: str) -> None:
+def save_code_support(prior_path: str | Path, support: torch.Tensor, key: str,
+                      label_counts: torch.Tensor | None = None) -> None:
     """Write the code support (L, h, w, K) bool of the maps a prior was trained on (``codemaps.code_support``) beside
-    its checkpoint, atomically, with the ``key`` of those maps."""
-    atomic_torch_save({"support": support.cpu(), "key": key}, support_path(prior_path))
+    its checkpoint, atomically, with the ``key`` of those maps and, for a conditional prior, how many of them have
+    each label, ``label_counts`` (L,) (``sampling.default_labels``)."""
+    record = {"support": support.cpu(), "key": key}
+    if label_counts is not None:
+        record["label_counts"] = torch.as_tensor(label_counts).long().cpu()
+    atomic_torch_save(record, support_path(prior_path))
+
+
+def load_label_counts(prior_path: str | Path) -> torch.Tensor | None:
+    """How many training maps of a conditional prior have each label, (L,) long, saved beside its checkpoint with
+    the code support; None when none were saved (an unconditional prior, or one trained before they were)."""
+    path = support_path(prior_path)
+    if not path.exists():
+        return None
+    return torch.load(path, weights_only=True).get("label_counts")
 
 
 def load_code_support(prior_path: str | Path) -> torch.Tensor | None:
@@ -141,7 +155,8 @@ def load_code_support(prior_path: str | Path) -> torch.Tensor | None:
 def load_prior(path: str | Path, device: torch.device | None = None,
                vqvae_path: str | Path | None = None) -> torch.nn.Module:
     """A trained prior from its checkpoint, in eval mode, with ``latent_shape``, ``label_names``,
-    ``label_kind`` and ``code_support`` (``load_code_support``: None when none was saved). Given ``vqvae_path``,
+    ``label_kind``, ``code_support`` (``load_code_support``: None when none was saved) and ``label_counts``
+    (``load_label_counts``). Given ``vqvae_path``,
     refuses a prior trained on the codes of another checkpoint."""
     ckpt = load_checkpoint(path, map_location=device or get_device())
     meta = ckpt.get("meta", {})
@@ -152,4 +167,5 @@ def load_prior(path: str | Path, device: torch.device | None = None,
     model = build_prior(PixelCNNConfig(**meta["config"])).to(device or get_device())
     model.load_state_dict(ckpt["model"])
     model.code_support = load_code_support(path)
+    model.label_counts = load_label_counts(path)
     return describe_prior(model, meta).eval()

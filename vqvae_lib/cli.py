@@ -38,7 +38,7 @@ from .config import PRECISIONS, PROFILES, SUPPORTS, SamplingConfig, TrainConfig,
 from .data import load_dataset
 from .pipeline import evaluation_report, load_prior, load_vqvae, throughput, train_prior, train_vqvae, with_minutes
 from .sample_quality import load_samples, measure, real_ceiling, save_samples
-from .sampling import decode, sample, support_for
+from .sampling import decode, default_labels, sample, support_for
 from .utils import get_device
 
 # how the two baselines train (see VQVAEConfig.reference and .misha for their sources)
@@ -124,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     smp.add_argument("--vqvae", required=True)
     smp.add_argument("--prior", required=True)
     smp.add_argument("-n", type=_positive(int), default=16, help="number of samples (default: %(default)s)")
-    smp.add_argument("--label", help="a conditional prior's label (a name or an index); default: each in turn")
+    smp.add_argument("--label", help="a conditional prior's label (a name or an index); default: labels in the "
+                                     "training slices' proportions (each in turn for a prior saved without them)")
     smp.add_argument("--profile", choices=PROFILES, help="whose sampling settings are the defaults (default: "
                                                          "$VQVAE_PROFILE or class)")
     smp.add_argument("--temperature", type=_positive(float), help="default: the profile's")
@@ -264,8 +265,8 @@ def cmd_sample(args) -> int:
     prior = load_prior(args.prior, device, vqvae_path=args.vqvae)
     support = support_for(prior, settings.support, settings.support_radius)
     label = _label_index(args.label, prior.label_names)
-    if label is None and prior.config.n_labels:  # a conditional prior without --label: every label in turn
-        labels = torch.arange(args.n) % prior.config.n_labels
+    if label is None and prior.config.n_labels:  # a conditional prior without --label: the training proportions
+        labels = default_labels(prior, args.n)
     else:
         labels = None if label is None else torch.full((args.n,), label)
     started = time.perf_counter()

@@ -219,8 +219,11 @@ def train_prior(vqvae_path: str | Path, source: str, out_dir: str | Path, model_
     # which codes the training maps have at each position (per label): what sampling may restrict itself to
     result.model.code_support = code_support(train_maps.indices, cfg.codebook_size,
                                              train_maps.labels if cfg.n_labels else None, cfg.n_labels)
+    # ... and how many training maps have each label: the proportions a sample's label is drawn in by default
+    result.model.label_counts = (torch.bincount(train_maps.labels.cpu(), minlength=cfg.n_labels)
+                                 if cfg.n_labels else None)
     if distributed.is_main():
-        save_code_support(path, result.model.code_support, train_maps.key)
+        save_code_support(path, result.model.code_support, train_maps.key, result.model.label_counts)
     return result
 
 

@@ -39,7 +39,7 @@ from torch import nn
 from .data import to_grayscale
 from .metrics import ssim
 from .prior import IndependentPrior
-from .sampling import decode, sample
+from .sampling import decode, default_labels, sample
 
 BRAIN_THRESHOLD = 0.05   # intensity above which a pixel counts as brain (skull-stripped: background ~0)
 MEMORISED = 0.95         # nearest-neighbour SSIM above which a sample may be a copy of a training slice
@@ -424,13 +424,13 @@ def quality_table(results: dict[str, SampleQuality]) -> dict[str, dict]:
 
 def compare_priors(vqvae, prior, train_maps, train_images: torch.Tensor, real_images: torch.Tensor, n: int = 16,
                    seed: int = 0, **sample_options) -> dict[str, dict]:
-    """The quality table of ``n`` decoded samples of the PixelCNN ``prior`` (labels cycling through all of
-    its labels unless ``sample_options`` gives them), of the independent-codes prior fitted on
-    ``train_maps`` (``CodeMaps``) and, as the reference, of ``n`` real held-out slices picked at random
+    """The quality table of ``n`` decoded samples of the PixelCNN ``prior`` (labels in the training slices'
+    proportions, ``sampling.default_labels``, unless ``sample_options`` gives them), of the independent-codes prior
+    fitted on ``train_maps`` (``CodeMaps``) and, as the reference, of ``n`` real held-out slices picked at random
     (seeded; scored against the other held-out slices). ``real_images``: held-out slices, more than ``n``;
     ``train_images``: the training slices the samples are compared with."""
     if prior.config.n_labels and "labels" not in sample_options:
-        sample_options["labels"] = torch.arange(n) % prior.config.n_labels
+        sample_options["labels"] = default_labels(prior, n)
     pixelcnn = decode(vqvae, sample(prior, n, train_maps.shape, seed=seed, **sample_options))
     independent_codes = IndependentPrior.fit(train_maps.indices, train_maps.codebook_size).sample(n, train_maps.shape,
                                                                                                    seed)
