@@ -14,8 +14,9 @@ run's own timed steps (``_Run.replan``). The planned count is stored in the chec
 follows the steps, never the clock (the warm-up's rates do not depend on the count; the cosine decay starts after
 it), so a run is reproducible: rerunning with ``steps=`` the planned count gives the same weights bit for bit. A plan
 is an estimate (on a 2-core CPU the steps after the warm-up ran up to 10 % slower or faster than the warm-up's), so
-the clock has the last word: a run whose training time reaches its budget stops there (``stopped == "clock"``),
-at most a few per cent short of its plan, where the cosine has all but ended; it is the first ``step`` steps of
+the clock has the last word: a run whose training time reaches ``CLOCK_SHARE`` (95 %) of its budget stops there
+(``stopped == "clock"``; the rest of the budget is for its last validation and checkpoint), usually a few per cent
+short of its plan, where the cosine has all but ended; it is the first ``step`` steps of
 the ``steps=`` planned-count run (same rates, same weights). Only the training steps (forward, backward, clipping,
 optimizer step) count as training time; data loading, start-up, validation and checkpoint writes do not.
 
@@ -77,7 +78,9 @@ PLAN_MARGIN = 0.85         # plan for this share of the budget: a sustained run 
 REPLAN_MARGIN = 0.90       # at the end of the warm-up, plan again for this share of the time left (later steps ran
                            # up to 10 % slower than the warm-up's: the clock then stops the run at its budget) ...
 REPLAN_MIN_WARMUP = 30     # ... when the warm-up has at least this many steps to time
-CLOCK_WARN_SHARE = 0.9     # warn when the clock stops a run before this share of its planned steps
+CLOCK_SHARE = 0.95         # the clock stops a run whose training time reaches this share of its budget (the rest
+                           # is for the end of the run: its last validation and checkpoint) ...
+CLOCK_WARN_SHARE = 0.9     # ... and warns when that comes before this share of its planned steps
 DIVERGENCE_WINDOW = 20     # the first steps whose median loss is the reference ...
 DIVERGENCE_FACTOR = 1e3    # ... that a later loss may not exceed by this factor
 RESERVED = ("step", "loss", "lr", "seconds")
@@ -322,7 +325,7 @@ class _Run:
     def stop_reason(self) -> str | None:
         if self.step >= self.planned:
             return "minutes" if self.cfg.minutes is not None and self.planned < self.cfg.steps else "steps"
-        if self.cfg.minutes is not None and self.seconds >= self.cfg.minutes * 60:
+        if self.cfg.minutes is not None and self.seconds >= CLOCK_SHARE * self.cfg.minutes * 60:
             return "clock"
         return None
 
