@@ -470,7 +470,9 @@ def main() -> None:
                   "the most similar training slice; border tissue: samples with tissue where no training slice has "
                   "any; pairwise SSIM: mean SSIM between samples (diversity); two-sample acc.: a small CNN telling "
                   "samples from real test slices, 5-fold cross-validated (0.5 = indistinguishable); depth agreement: "
-                  "the nearest training slice lies in the requested depth band (built-in data only). On kaggle the "
+                  "the nearest training slice lies in the requested depth band (built-in data only; 4 bands of 9 "
+                  "slices, except `depth9`: 9 bands of 4 slices, a stricter test, with labels and support per band). "
+                  "On kaggle the "
                   "split is by file, so the real ceiling is inflated (neighbouring slices of one subject sit in train "
                   "and test).", "", *sample_table(samples), "",
                   f"![Sample quality of the prior variants](../figures/{sample_figure(samples).name})", "",
