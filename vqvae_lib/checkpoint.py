@@ -125,7 +125,7 @@ def support_path(prior_path: str | Path) -> Path:
 
 def save_code_support(prior_path: str | Path, support: torch.Tensor, key: str,
                       label_counts: torch.Tensor | None = None) -> None:
-    """Write the code support (L, h, w, K) bool of the maps a prior was trained on (``codemaps.code_support``) beside
+    """Write the code support (L, h, w, K) bool of the maps a prior was trained on (``sampling.code_support``) beside
     its checkpoint, atomically, with the ``key`` of those maps and, for a conditional prior, how many of them have
     each label, ``label_counts`` (L,) (``sampling.default_labels``)."""
     record = {"support": support.cpu(), "key": key}
@@ -134,30 +134,23 @@ def save_code_support(prior_path: str | Path, support: torch.Tensor, key: str,
     atomic_torch_save(record, support_path(prior_path))
 
 
-def load_label_counts(prior_path: str | Path) -> torch.Tensor | None:
-    """How many training maps of a conditional prior have each label, (L,) long, saved beside its checkpoint with
-    the code support; None when none were saved (an unconditional prior, or one trained before they were)."""
+def load_code_support(prior_path: str | Path) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """What ``save_code_support`` wrote beside a prior's checkpoint, read once: (support (L, h, w, K) bool, label
+    counts (L,) long). The support is None when there is none (a prior trained before supports were written:
+    ``train-prior`` on the finished run writes it); the counts are None also for an unconditional prior or one
+    saved before counts were."""
     path = support_path(prior_path)
     if not path.exists():
-        return None
-    return torch.load(path, weights_only=True).get("label_counts")
-
-
-def load_code_support(prior_path: str | Path) -> torch.Tensor | None:
-    """The code support saved beside a prior's checkpoint, (L, h, w, K) bool; None when there is none (a prior
-    trained before supports were written: ``train-prior`` on the finished run writes it)."""
-    path = support_path(prior_path)
-    if not path.exists():
-        return None
-    return torch.load(path, weights_only=True)["support"]
+        return None, None
+    record = torch.load(path, weights_only=True)
+    return record["support"], record.get("label_counts")
 
 
 def load_prior(path: str | Path, device: torch.device | None = None,
                vqvae_path: str | Path | None = None) -> torch.nn.Module:
     """A trained prior from its checkpoint, in eval mode, with ``latent_shape``, ``label_names``,
-    ``label_kind``, ``code_support`` (``load_code_support``: None when none was saved) and ``label_counts``
-    (``load_label_counts``). Given ``vqvae_path``,
-    refuses a prior trained on the codes of another checkpoint."""
+    ``label_kind``, ``code_support`` and ``label_counts`` (``load_code_support``: None when none were saved). Given
+    ``vqvae_path``, refuses a prior trained on the codes of another checkpoint."""
     ckpt = load_checkpoint(path, map_location=device or get_device())
     meta = ckpt.get("meta", {})
     if meta.get("kind") != "prior":
@@ -166,6 +159,5 @@ def load_prior(path: str | Path, device: torch.device | None = None,
         check_prior_vqvae(meta, Path(path), Path(vqvae_path), checkpoint_fingerprint(vqvae_path))
     model = build_prior(PixelCNNConfig(**meta["config"])).to(device or get_device())
     model.load_state_dict(ckpt["model"])
-    model.code_support = load_code_support(path)
-    model.label_counts = load_label_counts(path)
+    model.code_support, model.label_counts = load_code_support(path)
     return describe_prior(model, meta).eval()

@@ -281,6 +281,15 @@ def _support_groups(support: torch.Tensor | None, labels: torch.Tensor | None, n
     return labels
 
 
+def _restrict(logits: torch.Tensor, support: torch.Tensor | None, groups: torch.Tensor | None, i: int,
+              j: int) -> torch.Tensor:
+    """logits (n, K) of position (i, j) with the codes that ``support`` (L, h, w, K) does not allow there, under
+    each sample's ``groups`` (n,) (``_support_groups``), set to -inf; unchanged without a support."""
+    if groups is None:
+        return logits
+    return logits.masked_fill(~support[groups, i, j], float("-inf"))
+
+
 @torch.no_grad()
 def sample(model: nn.Module, n: int, shape: tuple[int, int] | None = None, *, labels=None,
            temperature: float = 1.0, top_k: int | None = None, seed: int = 0, prompt: torch.Tensor | None = None,
@@ -291,7 +300,7 @@ def sample(model: nn.Module, n: int, shape: tuple[int, int] | None = None, *, la
     labels: None, one int for every sample, or (n,) long. temperature > 0; top_k: keep the k likeliest.
     prompt, keep_rows: completion: the top ``keep_rows`` rows of ``prompt`` ((h, w) or (n, h, w)) are
     kept and the rest is sampled. naive: the reference sampler instead of the fast one.
-    support: (L, h, w, K) bool (``codemaps.code_support``): only the codes it allows at (i, j) can be drawn there,
+    support: (L, h, w, K) bool (``code_support``): only the codes it allows at (i, j) can be drawn there,
     under the sample's label when L > 1 (L = the prior's labels), for every sample when L = 1; applied before
     temperature and top-k. A coarse-to-fine prior's coarse map is drawn without it.
     """
@@ -313,9 +322,7 @@ def sample(model: nn.Module, n: int, shape: tuple[int, int] | None = None, *, la
     pick_any = lambda logits, uu, ij: choose(logits, uu, temperature, top_k)  # noqa: E731
 
     def pick(logits, uu, ij):  # (n, K), (n,), (i, j) -> codes (n,)
-        if groups is not None:
-            logits = logits.masked_fill(~support[groups, ij[0], ij[1]], float("-inf"))
-        return choose(logits, uu, temperature, top_k)
+        return choose(_restrict(logits, support, groups, *ij), uu, temperature, top_k)
 
     with evaluating(model):
         cond = None
@@ -341,9 +348,8 @@ def next_code_distribution(model: nn.Module, codes: torch.Tensor, position: tupl
     labels = _labels(labels, 1, device)
     logits = model(codes.to(device)[None], labels)[:, :, i, j]                       # (1, K)
     groups = _support_groups(support, labels, 1, tuple(codes.shape), model, device)
-    if groups is not None:
-        logits = logits.masked_fill(~support.to(device)[groups, i, j], float("-inf"))
-    return distribution(logits, temperature, top_k)[0].cpu()
+    support = None if support is None else support.to(device)
+    return distribution(_restrict(logits, support, groups, i, j), temperature, top_k)[0].cpu()
 
 
 @torch.no_grad()
