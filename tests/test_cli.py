@@ -10,7 +10,7 @@ from PIL import Image
 from vqvae_lib import pipeline
 from vqvae_lib.cli import main
 from vqvae_lib.data import load_dataset
-from vqvae_lib.sample_quality import load_samples, measure
+from vqvae_lib.sample_quality import CRITIC_REPEATS, load_samples, measure
 from vqvae_lib.train import load_checkpoint
 
 
@@ -208,6 +208,10 @@ def test_sample_quality_scores_saved_samples_beside_real_slices(sampled, capsys)
         assert report["samples"][key] == pytest.approx(expected[key]), key
     for side in ("samples", "real"):
         assert 0 <= report[side]["two_sample_accuracy"] <= 1 and 0 <= report[side]["depth_agreement"] <= 1
+        assert len(report[side]["two_sample_accuracy_runs"]) == CRITIC_REPEATS            # the mean of these
+    assert main(["sample-quality", "--samples", str(folder), "--data", str(source)]) == 0
+    table = capsys.readouterr().out
+    assert "two_sample_accuracy " in table and "two_sample_accuracy_runs" not in table    # the mean only
     assert main(["sample-quality", "--samples", str(folder), "--data", str(source), "--no-two-sample"]) == 0
     table = capsys.readouterr().out
     assert "nn_ssim_mean" in table and "depth_agreement" in table and "two_sample_accuracy" not in table

@@ -126,5 +126,6 @@ def test_imagefolder_classes_are_labels_and_plain_folders_have_none(home):
     dataset = load_dataset(home / "classes", "train", 16)
     assert maps.label_kind == "class" and maps.label_names == ["demented", "healthy"]
     assert torch.equal(maps.labels, dataset.labels)
+    assert load_code_maps(vqvae_path, home / "classes", "train", n_buckets=3, device=CPU).key == maps.key  # no depths
     plain = load_code_maps(vqvae_path, home / "plain", "train", device=CPU)
     assert plain.labels is None and plain.label_names == [] and plain.label_kind == "none" and len(plain) == 8

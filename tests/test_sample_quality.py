@@ -18,6 +18,7 @@ from vqvae_lib.sample_quality import (
     real_ceiling,
     save_samples,
     share_above,
+    two_sample_accuracies,
     two_sample_accuracy,
 )
 
@@ -154,6 +155,19 @@ def test_two_sample_accuracy_tells_different_images_apart():
         two_sample_accuracy(real[:3], other_real)
 
 
+def test_a_critic_score_is_the_mean_of_critics_with_successive_seeds(train):
+    samples, real = brains(20, seed=9), brains(20, seed=10)
+    runs = two_sample_accuracies(samples, real, 3, seed=4)                  # 5 folds, as measure uses
+    assert runs == [two_sample_accuracy(samples, real, seed=s) for s in (4, 5, 6)]
+    summary = measure(samples, real, train, seed=4, critic_repeats=3).summary()
+    assert summary["two_sample_accuracy_runs"] == runs
+    assert summary["two_sample_accuracy"] == pytest.approx(sum(runs) / 3)
+    single = measure(samples, real, train, seed=4, critic_repeats=1).summary()
+    assert single["two_sample_accuracy"] == runs[0] and "two_sample_accuracy_runs" not in single
+    with pytest.raises(ValueError, match="repeats"):
+        two_sample_accuracies(samples, real, 0)
+
+
 def test_measure_on_copies_of_training_slices(train):
     labels = torch.arange(len(train)) % 4
     picks = torch.arange(0, 120, 4)                                     # 30 copies
@@ -181,6 +195,18 @@ def test_measure_of_shuffled_pixels_and_the_real_ceiling(train):
         real_ceiling(real, train, 80)
     with pytest.raises(ValueError, match="one size"):
         measure(real[:4], brains(4, seed=5, size=16), train)
+
+
+def test_real_ceiling_with_stand_ins_scores_them_against_the_same_real_reference(train):
+    real = brains(60, seed=8)
+    plain = real_ceiling(real, train, 30, two_sample=False).summary()
+    assert real_ceiling(real, train, 30, stand_ins=real.clone(), two_sample=False).summary() == plain
+    blurred = torch.nn.functional.avg_pool2d(real, 5, stride=1, padding=2)      # a decoder that loses the texture
+    worse = real_ceiling(real, train, 30, stand_ins=blurred, seed=0).summary()
+    assert worse["nn_ssim_mean"] < plain["nn_ssim_mean"] - 0.05 and worse["pairwise_ssim"] > plain["pairwise_ssim"]
+    assert worse["real_area_mean"] == plain["real_area_mean"]                  # the reference stays the real slices
+    with pytest.raises(ValueError, match="one image per real slice"):
+        real_ceiling(real, train, 30, stand_ins=real[:59])
 
 
 def test_saved_samples_load_back_with_their_records(tmp_path):

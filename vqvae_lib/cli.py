@@ -345,6 +345,8 @@ def cmd_sample_quality(args) -> int:
     print(f"{'':>28} {'samples':>10} {'real':>10}")
     for key in dict.fromkeys([*report["samples"], *report["real"]]):
         cells = [report[side].get(key) for side in ("samples", "real")]
+        if any(isinstance(c, list) for c in cells):
+            continue                                    # each critic's accuracy: in --json; their mean is printed
         print(f"{key:>28} " + " ".join(f"{'-':>10}" if c is None else f"{c:>10.4f}" if isinstance(c, float)
                                        else f"{c:>10}" for c in cells))
     return 0

@@ -2,8 +2,8 @@
 
 The cache file sits next to the VQ-VAE checkpoint (``<run>/codes/<checkpoint>-<split>-<data>.pt``) and
 holds its key: the fingerprint of the checkpoint file's bytes, the dataset's fingerprint and the label
-settings. A cache whose key differs (the VQ-VAE was retrained or resumed, the data changed) is rebuilt,
-never reused.
+settings (the number of depth buckets, where the labels are depths). A cache whose key differs (the VQ-VAE
+was retrained or resumed, the data changed) is rebuilt, never reused.
 
 Labels: for the OASIS layout, ``n_buckets`` equal bins of the slice index (slice depth, 0 = lowest
 slices), with bin edges from the train split so that every split uses the same ones; for an ImageFolder
@@ -18,6 +18,7 @@ import torch
 
 from .cache import CACHE_VERSION, cache_file, read_cache, write_cache
 from .checkpoint import checkpoint_fingerprint, load_vqvae
+from .config import PixelCNNConfig
 from .data import SliceDataset, load_dataset
 from .metrics import code_usage
 from .utils import get_device
@@ -99,7 +100,8 @@ def _depth_range(source, image_size: int, dataset: SliceDataset, group_by: str |
     return int(train.slice_index.min()), int(train.slice_index.max())
 
 
-def load_code_maps(vqvae_path, source: str = "default", split: str = "train", *, n_buckets: int = 4,
+def load_code_maps(vqvae_path, source: str = "default", split: str = "train", *,
+                   n_buckets: int = PixelCNNConfig.depth_buckets,
                    device: torch.device | None = None, cache: bool = True, batch_size: int = 64) -> CodeMaps:
     """The code maps of ``split`` of ``source`` under the VQ-VAE checkpoint ``vqvae_path``, with labels.
 
@@ -109,7 +111,8 @@ def load_code_maps(vqvae_path, source: str = "default", split: str = "train", *,
     vqvae_path = Path(vqvae_path)
     vqvae = load_vqvae(vqvae_path, device or get_device())
     dataset = load_dataset(source, split, vqvae.image_size, group_by=vqvae.group_by)  # the VQ-VAE's own split
-    key = f"v{CACHE_VERSION}-{checkpoint_fingerprint(vqvae_path)}-{dataset.fingerprint}-b{n_buckets}"
+    buckets = f"-b{n_buckets}" if dataset.slice_index is not None else ""   # only depth labels have buckets
+    key = f"v{CACHE_VERSION}-{checkpoint_fingerprint(vqvae_path)}-{dataset.fingerprint}{buckets}"
     path = _cache_path(vqvae_path, split, dataset.fingerprint)
     cached = read_cache(path, key) if cache else None
     if cached is None:
