@@ -305,8 +305,9 @@ def spread_sentence(records: list[dict]) -> str:
 def _label_mix(r: dict) -> str:
     """How a record's samples got their labels, where it matters (labels of unequal frequency: the kaggle classes);
     records before 2026-12-04 took each label in turn."""
-    if r["data"] == "default":
-        return ""            # four depth bands of equal size: both ways give the same labels
+    if r["data"] == "default":  # depth bands of equal size: both ways give the same labels
+        bands = r["prior"]["config"].get("depth_buckets", 4)
+        return f", {bands} depth bands" if r["prior"]["config"]["n_labels"] else ""
     return ", labels as in training" if r["sampling"].get("labels") == "training" else ", labels in turn"
 
 
@@ -316,7 +317,9 @@ def sample_table(records: list[dict]) -> list[str]:
             f"bits/code (test) | {head} | measured |", "|---" * (7 + len(SAMPLE_MEASURES)) + "|"]
     for r in records:
         vq, prior, ev = r["vqvae"], r["prior"], r["vqvae"]["test"]
-        cells = " | ".join(f"**{_value(r['samples'], k)}** ({_value(r['real'], k)})" for k, _, _ in SAMPLE_MEASURES)
+        cells = " | ".join(f"**{_value(r['samples'], k)}** ({_value(r['real'], k)}"
+                           + (f", recon {_value(r['decoder'], k)}" if "decoder" in r else "") + ")"
+                           for k, _, _ in SAMPLE_MEASURES)
         sampling = (f"T = {r['sampling']['temperature']:g}"
                     + (f", top-k {r['sampling']['top_k']}" if r["sampling"]["top_k"] else "")
                     + (f", support by {r['sampling']['support']}" if r["sampling"].get("support", "none") != "none"
@@ -337,12 +340,16 @@ README_VARIANTS = ("class", "position", "no-position", "coarse")  # the README's
 
 def in_readme(r: dict) -> bool:
     """The README's sample rows: those variants at T = 1, plain and with the profile's top-k (every seed); sampled
-    with a support, only the class profile's own (the support comparison on one prior is in RESULTS.md)."""
+    with a support, only the class profile's own (the support comparison on one prior is in RESULTS.md); and the
+    class profile at its own sampling settings (every seed)."""
     from vqvae_lib.config import get_profile
 
-    s = r["sampling"]
+    s, profile = r["sampling"], get_profile("class").sampling
+    if r["variant"] == "class" and (s["temperature"], s["top_k"], s.get("support", "none")) == (
+            profile.temperature, profile.top_k, profile.support):
+        return s.get("labels") in (None, "training")          # the CLI's label mix
     return (r["variant"] in README_VARIANTS and s["temperature"] == 1.0
-            and s["top_k"] in (None, get_profile("class").sampling.top_k)
+            and s["top_k"] in (None, profile.top_k)
             and (s.get("support", "none") == "none" or r["variant"] == "class"))
 
 
@@ -466,12 +473,17 @@ def main() -> None:
                   f"{samples[0]['sampling']['n']} samples per row (labels cycling through the prior's labels, seed 0), "
                   "decoded and scored by `vqvae_lib.sample_quality.measure` against the test split, which no model "
                   "trained or validated on. Each cell: **samples** (real test slices scored the same way: the "
-                  "ceiling; `real_ceiling`). Targets of the generation issue in the column heads. NN SSIM: SSIM to "
+                  "ceiling; `real_ceiling`; in records since 2026-12-04 also `recon`: the same real slices through "
+                  "the VQ-VAE, i.e. their own code maps decoded, what a perfect prior would reach with this "
+                  "decoder). Targets of the generation issue in the column heads. NN SSIM: SSIM to "
                   "the most similar training slice; border tissue: samples with tissue where no training slice has "
                   "any; pairwise SSIM: mean SSIM between samples (diversity); two-sample acc.: a small CNN telling "
-                  "samples from real test slices, 5-fold cross-validated (0.5 = indistinguishable); depth agreement: "
-                  "the nearest training slice lies in the requested depth band (built-in data only; 4 bands of 9 "
-                  "slices, except `depth9`: 9 bands of 4 slices, a stricter test, with labels and support per band). "
+                  "samples from real test slices, 5-fold cross-validated (0.5 = indistinguishable; since 2026-12-04 "
+                  "the mean of three critics, one critic alone moving by up to 0.1 with its own seed); depth "
+                  "agreement: "
+                  "the nearest training slice lies in the requested depth band (built-in data only; the bands are the "
+                  "prior's labels and the support's: 4 bands of 9 slices in the records before 2026-12-04 and in "
+                  "`depth4`, 9 bands of 4 slices, a stricter test, in the later ones and in `depth9`). "
                   "On kaggle the "
                   "split is by file, so the real ceiling is inflated (neighbouring slices of one subject sit in train "
                   "and test).", "", *sample_table(samples), "",

@@ -11,7 +11,8 @@ and its prior in a sub-folder (the class variant at the class budget uses the no
 runs/class-<data>/), with the class profile's settings changed as the variant says; draws ``-n`` samples
 (labels in the training slices' proportions, or each in turn with ``--labels each``; seed 0), decodes them and
 scores them with ``sample_quality.measure`` against the test split (held out: never trained or validated on),
-beside the same measures for real test slices (``real_ceiling``). Writes
+beside the same measures for real test slices (``real_ceiling``) and for their reconstructions (the same slices
+through the VQ-VAE: the ceiling of a perfect prior under this decoder, "decoder" in the record). Writes
 benchmarks/results/sample-quality-<data>-<variant>[-<budget>].json and a grid of the first 32 samples to
 build/bench/<same name>.png (look at it).
 ``--data kaggle`` is ../shared/data/oasis-kaggle/train (real OASIS-derived slices; seeded 80/10/10 split by
@@ -50,6 +51,10 @@ VARIANTS = {
     "prior-k3-l20": ({}, {"kernel_size": 3, "n_layers": 20}, {}, {}),  # ... and twice the layers: same reach as k5
     "code-noise": ({"code_noise": 0.1}, {}, {}, {}),  # the decoder trained on maps with 10 % wrong codes
     "depth9": ({}, {"depth_buckets": 9}, {}, {}),     # 9 depth bands of 4 slices instead of 4 of 9 (finer labels)
+    "depth4": ({}, {"depth_buckets": 4}, {}, {}),     # 4 depth bands of 9 slices: the profile before 2026-12-04
+    "depth12": ({}, {"depth_buckets": 12}, {}, {}),   # 12 bands of 3 slices (240 maps per band): the profile's
+                                                      # setting since 2026-12-04
+    "depth18": ({}, {"depth_buckets": 18}, {}, {}),   # 18 bands of 2 slices (160 maps per band)
     # a causal transformer prior (vqvae_lib.transformer) with the PixelCNN's training settings: width 64, 4 blocks,
     # 2 heads (on this CPU ~0.33 s per step of 8 maps against the PixelCNN's ~0.23 s; 4 heads cost 0.41 s)
     "transformer": ({}, {"architecture": "transformer", "channels": 64, "n_layers": 4, "heads": 2}, {}, {}),
@@ -89,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     from vqvae_lib.config import get_profile
     from vqvae_lib.data import load_dataset
     from vqvae_lib.prior import evaluate_prior
-    from vqvae_lib.sample_quality import measure, real_ceiling
+    from vqvae_lib.sample_quality import CRITIC_REPEATS, measure, real_ceiling
     from vqvae_lib.sampling import decode, default_labels, sample, support_for
     from vqvae_lib.utils import get_device
 
@@ -141,6 +146,11 @@ def main(argv: list[str] | None = None) -> int:
     ceiling = real_ceiling(test.images, train.images, n=min(args.n, len(test.images) // 2),
                            train_labels=train_maps.labels if depth else None,
                            real_labels=test_maps.labels if depth else None, seed=0)
+    # the same real slices through the VQ-VAE (their own code maps, decoded): what a perfect prior would reach
+    decoder = real_ceiling(test.images, train.images, n=min(args.n, len(test.images) // 2),
+                           train_labels=train_maps.labels if depth else None,
+                           real_labels=test_maps.labels if depth else None,
+                           stand_ins=decode(vqvae, test_maps.indices), seed=0)
     scoring_seconds = time.perf_counter() - scored
 
     name = f"sample-quality-{args.data}-{args.variant}"
@@ -177,7 +187,9 @@ def main(argv: list[str] | None = None) -> int:
                      "labels": (args.labels if n_labels else None),
                      "label_counts": (torch.bincount(labels, minlength=n_labels).tolist() if n_labels else None),
                      "seconds_for_16": round(seconds_16, 2)},
-        "samples": report.summary(), "real": ceiling.summary(), "scoring_seconds": round(scoring_seconds, 1),
+        "samples": report.summary(), "real": ceiling.summary(), "critic_repeats": CRITIC_REPEATS,
+        "decoder": decoder.summary(),      # the real slices' reconstructions scored like samples (since 2026-12-04)
+        "scoring_seconds": round(scoring_seconds, 1),
         "wall_seconds": round(time.perf_counter() - started, 1), "grid": str(grid_path.relative_to(ROOT)),
         "commit": git_commit(), "machine": machine(), "device": str(device),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -185,7 +197,8 @@ def main(argv: list[str] | None = None) -> int:
     out = ROOT / "benchmarks" / "results" / f"{name}.json"
     out.write_text(json.dumps(record, indent=1) + "\n")
     print(json.dumps({"record": str(out.relative_to(ROOT)), "samples": record["samples"], "real": record["real"],
-                      "recon_ssim": recon["ssim_mean"], "test_bits_per_code": test_bits["bits_per_code"],
+                      "decoder": record["decoder"], "recon_ssim": recon["ssim_mean"],
+                      "test_bits_per_code": test_bits["bits_per_code"],
                       "vqvae_steps": vq.step, "prior_steps": prior_fit.step}, indent=1))
     return 0
 
