@@ -470,7 +470,8 @@ def main() -> None:
     samples = sample_records()
     if samples:
         lines += ["## Sample quality: do new slices look like real ones?", "",
-                  f"{samples[0]['sampling']['n']} samples per row (labels cycling through the prior's labels, seed 0), "
+                  f"{samples[0]['sampling']['n']} samples per row (labels in the training slices' proportions, before "
+                  "2026-12-04 each label in turn; seed 0 unless the row says otherwise), "
                   "decoded and scored by `vqvae_lib.sample_quality.measure` against the test split, which no model "
                   "trained or validated on. Each cell: **samples** (real test slices scored the same way: the "
                   "ceiling; `real_ceiling`; in records since 2026-12-04 also `recon`: the same real slices through "
@@ -479,11 +480,12 @@ def main() -> None:
                   "the most similar training slice; border tissue: samples with tissue where no training slice has "
                   "any; pairwise SSIM: mean SSIM between samples (diversity); two-sample acc.: a small CNN telling "
                   "samples from real test slices, 5-fold cross-validated (0.5 = indistinguishable; since 2026-12-04 "
-                  "the mean of three critics, one critic alone moving by up to 0.1 with its own seed); depth "
+                  "the mean of three critics, one critic alone moving by 0.2-0.3 with its own seed); depth "
                   "agreement: "
                   "the nearest training slice lies in the requested depth band (built-in data only; the bands are the "
-                  "prior's labels and the support's: 4 bands of 9 slices in the records before 2026-12-04 and in "
-                  "`depth4`, 9 bands of 4 slices, a stricter test, in the later ones and in `depth9`). "
+                  "prior's labels and the support's, their number in the sampling column: 4 bands of 9 slices before "
+                  "2026-12-04, 12 of 3 slices in the class profile since; `depth9` / `depth12` / `depth18` try "
+                  "others; narrower bands make the test stricter). "
                   "On kaggle the "
                   "split is by file, so the real ceiling is inflated (neighbouring slices of one subject sit in train "
                   "and test).", "", *sample_table(samples), "",
