@@ -143,14 +143,11 @@ def main(argv: list[str] | None = None) -> int:
     scored = time.perf_counter()
     report = measure(samples, test.images, train.images, train_labels=train_maps.labels if depth else None,
                      requested_labels=labels if depth else None, seed=args.seed)
-    ceiling = real_ceiling(test.images, train.images, n=min(args.n, len(test.images) // 2),
-                           train_labels=train_maps.labels if depth else None,
-                           real_labels=test_maps.labels if depth else None, seed=0)
+    real_options = {"n": min(args.n, len(test.images) // 2), "train_labels": train_maps.labels if depth else None,
+                    "real_labels": test_maps.labels if depth else None, "seed": 0}
+    ceiling = real_ceiling(test.images, train.images, **real_options)
     # the same real slices through the VQ-VAE (their own code maps, decoded): what a perfect prior would reach
-    decoder = real_ceiling(test.images, train.images, n=min(args.n, len(test.images) // 2),
-                           train_labels=train_maps.labels if depth else None,
-                           real_labels=test_maps.labels if depth else None,
-                           stand_ins=decode(vqvae, test_maps.indices), seed=0)
+    decoder = real_ceiling(test.images, train.images, stand_ins=decode(vqvae, test_maps.indices), **real_options)
     scoring_seconds = time.perf_counter() - scored
 
     name = f"sample-quality-{args.data}-{args.variant}"
