@@ -92,6 +92,10 @@ def test_sample_quality_comparison_draws_each_variant_and_the_real_ceiling():
     assert [t.get_text() for t in axes[0].get_xticklabels()] == ["a", "b"]
     dashed = [line.get_ydata()[0] for line in axes[0].lines if line.get_linestyle() == "--"]
     assert dashed == [0.8]
+    critic_title = [ax.get_title() for ax in axes if ax.get_title().startswith("two-sample")]
+    assert len(critic_title) == 1 and "*" in critic_title[0]       # records of the earlier critic are marked ...
+    new = sample_quality_comparison([{**r, "critic": {"epochs": 24}} for r in records])
+    assert not any("*" in ax.get_title() for ax in new.axes)         # ... records of critics trained to the end not
 
 
 def test_player_keeps_the_position_the_notebook_sets():

@@ -234,9 +234,10 @@ class Profile:
     # keeps the rare, wrong codes out; drawing only codes that training maps of the sample's depth band have at each
     # position (support "depth") removes the border tissue and lifts NN SSIM (0.656 -> 0.670 at T = 1 on one prior).
     # With that support a colder temperature lifts NN SSIM further but costs diversity. On the notebooks' class run
-    # (12 depth bands, prior 892 steps; two-sample score: the mean of three critics), T = 0.9: NN SSIM 0.696 / 0.699,
-    # critic 0.78 / 0.69; T = 0.85: 0.696 / 0.697, 0.77 / 0.82; T = 0.8: 0.701 / 0.702 (the only setting at the
-    # 0.70 target on both seeds), pairwise 0.554 / 0.546 (real 0.524: within 0.05), critic 0.82 / 0.77. On class
+    # (12 depth bands, prior 892 steps; two-sample score: the mean of three critics trained to the end), T = 0.9: NN
+    # SSIM 0.696 / 0.699; T = 0.85: 0.696 / 0.697; T = 0.8: 0.701 / 0.702 (the only setting at the 0.70 target on
+    # both seeds), pairwise 0.554 / 0.546 (real 0.524: within 0.05); the critic tells samples from real slices
+    # 0.977-0.984 of the time at all three (reconstructions 0.78), so it does not choose between them. On class
     # labels (the kaggle folders) 'depth' means 'position': a support per label lets the critic win there (notebook
     # 05, "Only codes seen there")
     sampling: SamplingConfig = SamplingConfig(temperature=0.8, top_k=32, support="depth")

@@ -1,0 +1,106 @@
+"""What gives the class samples away? The two-sample critic (``sample_quality.two_sample_accuracies``, three critics)
+on pairs of image sets that each remove one possible cue, for the notebooks' class run on the built-in data.
+
+    python benchmarks/critic_cues.py            # after notebooks 02 and 04 (or the class benchmark) trained runs/
+
+Pairs: samples vs the real slices' reconstructions (is it the decoder?), reconstructions vs real slices (the
+decoder alone), real slices blurred (Gaussian, sigma 0.5 and 1 pixel) vs other real slices (how sensitive is the
+critic to sharpness?), samples vs real slices both blurred (sigma 1: without fine texture), and samples whose
+brain-pixel intensities are quantile-mapped onto the real slices' (without the intensity histogram). 256 samples
+with the profile's sampling settings (seed 0); the real test slices split in two halves (seed 0) where two real
+sets are needed. Writes benchmarks/results/critic-cues-default-class.json.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from vqvae_quality import git_commit, machine  # noqa: E402
+
+
+def blur(images, sigma: float):
+    """Separable Gaussian blur (7 taps, replicated edges) of (N, 1, S, S) float images."""
+    import torch
+    import torch.nn.functional as F
+
+    taps = torch.arange(-3, 4, dtype=torch.float32)
+    kernel = torch.exp(-taps ** 2 / (2 * sigma ** 2))
+    kernel = kernel / kernel.sum()
+    images = F.conv2d(F.pad(images, (3, 3, 0, 0), mode="replicate"), kernel.view(1, 1, 1, 7))
+    return F.conv2d(F.pad(images, (0, 0, 3, 3), mode="replicate"), kernel.view(1, 1, 7, 1))
+
+
+def intensity_matched(images, reference, threshold: float):
+    """``images`` with their brain pixels (above ``threshold``) mapped onto the intensity quantiles of
+    ``reference``'s brain pixels (one global map)."""
+    import torch
+
+    ref = reference[reference > threshold].sort().values
+    src = images[images > threshold].sort().values
+    out = images.clone()
+    mask = out > threshold
+    ranks = torch.searchsorted(src, out[mask]).clamp(max=len(src) - 1).float() / (len(src) - 1)
+    out[mask] = ref[(ranks * (len(ref) - 1)).long()]
+    return out
+
+
+def main() -> int:
+    import torch
+
+    from vqvae_lib import pipeline
+    from vqvae_lib.checkpoint import load_prior, load_vqvae
+    from vqvae_lib.codemaps import load_code_maps
+    from vqvae_lib.config import get_profile
+    from vqvae_lib.data import load_dataset
+    from vqvae_lib.sample_quality import BRAIN_THRESHOLD, CRITIC, as_float, two_sample_accuracies
+    from vqvae_lib.sampling import decode, default_labels, sample, support_for
+
+    profile, source = get_profile("class"), "default"
+    run = pipeline.default_run_dir(profile, source)
+    if not (run / "prior.pt").exists():
+        sys.exit(f"no class-profile prior in {run}: run notebooks 02 and 04 (or benchmarks/sample_quality.py) first")
+    cpu = torch.device("cpu")
+    vqvae, prior = load_vqvae(run / "vqvae.pt", cpu), load_prior(run / "prior.pt", cpu)
+    s = profile.sampling
+    samples = decode(vqvae, sample(prior, 256, labels=default_labels(prior, 256), seed=0, temperature=s.temperature,
+                                   top_k=s.top_k, support=support_for(prior, s.support)))       # (256, 1, S, S)
+    real = as_float(load_dataset(source, "test", profile.image_size).images)
+    test_maps = load_code_maps(run / "vqvae.pt", source, "test", n_buckets=prior.config.depth_buckets)
+    recon = decode(vqvae, test_maps.indices)                                                    # one per real slice
+    halves = torch.randperm(len(real), generator=torch.Generator().manual_seed(0)).tensor_split(2)
+    a, b = halves
+    pairs = {
+        "samples vs real": (samples, real),
+        "samples vs reconstructions": (samples, recon[b]),
+        "reconstructions vs real": (recon[a], real[b]),
+        "real blurred sigma 0.5 vs real": (blur(real[a], 0.5), real[b]),
+        "real blurred sigma 1 vs real": (blur(real[a], 1.0), real[b]),
+        "samples blurred sigma 1 vs real blurred sigma 1": (blur(samples, 1.0), blur(real, 1.0)),
+        "samples intensity-matched vs real": (intensity_matched(samples, real, BRAIN_THRESHOLD), real),
+        "real vs real": (real[a], real[b]),
+    }
+    results = {}
+    for name, (x, y) in pairs.items():
+        started = time.perf_counter()
+        runs = two_sample_accuracies(x, y, CRITIC["repeats"], seed=0)
+        results[name] = {"two_sample_accuracy": sum(runs) / len(runs), "runs": runs, "n": [len(x), len(y)]}
+        print(f"{name:>48}: {results[name]['two_sample_accuracy']:.3f} {[round(r, 3) for r in runs]} "
+              f"({time.perf_counter() - started:.0f} s)", flush=True)
+    record = {"name": "critic-cues-default-class", "data": source, "run": str(run.relative_to(ROOT))
+              if run.is_relative_to(ROOT) else str(run), "vqvae_steps": json.loads((run / "history.json").read_text())
+              ["steps"], "prior_steps": json.loads((run / "prior_history.json").read_text())["steps"],
+              "sampling": s.to_dict(), "critic": CRITIC, "pairs": results, "commit": git_commit(),
+              "machine": machine(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    out = ROOT / "benchmarks" / "results" / "critic-cues-default-class.json"
+    out.write_text(json.dumps(record, indent=1) + "\n")
+    print(f"wrote {out.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
