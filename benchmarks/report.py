@@ -490,9 +490,10 @@ def main() -> None:
                   "any; pairwise SSIM: mean SSIM between samples (diversity); two-sample acc.: a small CNN telling "
                   "samples from real test slices, 5-fold cross-validated (0.5 = indistinguishable; the mean of three "
                   "critics, each trained 24 epochs with a cosine-decayed learning rate; **a * marks the earlier "
-                  "critic** (12 epochs at a constant rate, one critic before 2026-12-04 and three after), which often "
-                  "failed to learn and scored samples 0.1-0.3 too low: on the same class samples 0.71-0.90 against "
-                  "0.95-0.98 for critics trained to the end, real against real 0.51 with either); depth "
+                  "critic** (12 epochs at a constant rate, one critic per record), which often failed to learn and "
+                  "scored samples 0.1-0.3 too low, less where already near 1: on the same class samples 0.71-0.90 "
+                  "against 0.97-0.99 for critics trained to the end; real against real 0.51 with the earlier critic, "
+                  "0.52 now); depth "
                   "agreement: "
                   "the nearest training slice lies in the requested depth band (built-in data only; the bands are the "
                   "prior's labels and the support's, their number in the sampling column: 4 bands of 9 slices before "
@@ -518,7 +519,8 @@ def main() -> None:
                       f"(VQ-VAE {cues['vqvae_steps']} steps, prior {cues['prior_steps']} steps), 256 samples at "
                       f"T = {cues['sampling']['temperature']:g}, top-k {cues['sampling']['top_k']}, support "
                       f"'{cues['sampling']['support']}'; where two real sets "
-                      "are needed, the test slices split in halves.", "",
+                      "are needed, the test slices split in halves. Blurring one set alone gives it away at once (real "
+                      "blurred vs real), so the control for fine texture is both sets blurred alike.", "",
                       "| pair | two-sample accuracy | three critics | images |", "|---|---|---|---|",
                       *(f"| {name} | {v['two_sample_accuracy']:.3f} | {', '.join(f'{r:.3f}' for r in v['runs'])} | "
                         f"{v['n'][0]} vs {v['n'][1]} |" for name, v in cues["pairs"].items()), "",

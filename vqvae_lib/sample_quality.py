@@ -508,12 +508,14 @@ RECORD_COLUMNS = (("prior steps", "prior", "steps", "{:.0f}"), ("bits/code", "pr
 
 def weak_critic(record: dict) -> bool:
     """Was this benchmark record's two-sample score made by the earlier critic (12 epochs at a constant rate,
-    records without ``critic``)? Its scores run 0.1-0.3 too low for samples (module docstring)."""
+    records without ``critic``)? Its scores run 0.1-0.3 too low for samples, less where they were near 1 (module
+    docstring)."""
     return "critic" not in record
 
 
 WEAK_CRITIC_NOTE = ("* two-sample score of the earlier critic (12 epochs at a constant learning rate), which often "
-                    "failed to learn: too low by 0.1-0.3 for samples; later records use critics trained to the end")
+                    "failed to learn: too low by 0.1-0.3 for samples (less where already near 1); later records use "
+                    "critics trained to the end")
 
 
 def record_cell(record: dict, part: str, key: str, fmt: str) -> str:
