@@ -72,8 +72,7 @@ def main() -> int:
     real = as_float(load_dataset(source, "test", profile.image_size).images)
     test_maps = load_code_maps(run / "vqvae.pt", source, "test", n_buckets=prior.config.depth_buckets)
     recon = decode(vqvae, test_maps.indices)                                                    # one per real slice
-    halves = torch.randperm(len(real), generator=torch.Generator().manual_seed(0)).tensor_split(2)
-    a, b = halves
+    a, b = torch.randperm(len(real), generator=torch.Generator().manual_seed(0)).tensor_split(2)  # two real halves
     pairs = {
         "samples vs real": (samples, real),
         "samples vs reconstructions": (samples, recon[b]),
@@ -91,9 +90,10 @@ def main() -> int:
         results[name] = {"two_sample_accuracy": sum(runs) / len(runs), "runs": runs, "n": [len(x), len(y)]}
         print(f"{name:>48}: {results[name]['two_sample_accuracy']:.3f} {[round(r, 3) for r in runs]} "
               f"({time.perf_counter() - started:.0f} s)", flush=True)
-    record = {"name": "critic-cues-default-class", "data": source, "run": str(run.relative_to(ROOT))
-              if run.is_relative_to(ROOT) else str(run), "vqvae_steps": json.loads((run / "history.json").read_text())
-              ["steps"], "prior_steps": json.loads((run / "prior_history.json").read_text())["steps"],
+    steps = {f"{kind}_steps": json.loads((run / history).read_text())["steps"]
+             for kind, history in (("vqvae", "history.json"), ("prior", "prior_history.json"))}
+    where = run.relative_to(ROOT) if run.is_relative_to(ROOT) else run
+    record = {"name": "critic-cues-default-class", "data": source, "run": str(where), **steps,
               "sampling": s.to_dict(), "critic": CRITIC, "pairs": results, "commit": git_commit(),
               "machine": machine(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     out = ROOT / "benchmarks" / "results" / "critic-cues-default-class.json"

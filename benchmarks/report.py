@@ -183,15 +183,15 @@ def sample_records() -> list[dict]:
 def _value(summary: dict, key: str, record: dict | None = None) -> str:
     """One measure as a table cell; a two-sample score of the earlier, weaker critic (``weak_critic(record)``)
     carries a *."""
-    from vqvae_lib.sample_quality import weak_critic
+    from vqvae_lib.sample_quality import critic_mark
 
     value = summary.get(key)
     if value is None:
         return "-"
     if key in ("nn_ssim_share_above_0.6", "depth_agreement"):
         return f"{value:.0%}"
-    weak = "*" if key == "two_sample_accuracy" and record is not None and weak_critic(record) else ""
-    return f"{value:.0f}" if key == "border_tissue_samples" else f"{value:.3f}{weak}"
+    mark = "" if record is None else critic_mark(record, key)
+    return f"{value:.0f}" if key == "border_tissue_samples" else f"{value:.3f}{mark}"
 
 
 def plain_default(r: dict) -> bool:
@@ -231,7 +231,7 @@ def time_figure(curve: list[dict]) -> Path:
     real ceiling (dashed) and the generation issue's target (dotted)."""
     from matplotlib.figure import Figure
 
-    from vqvae_lib.sample_quality import weak_critic
+    from vqvae_lib.sample_quality import any_weak_critic
 
     panels = [("nn_ssim_mean", "nearest-neighbour SSIM", 0.70), ("nn_ssim_share_above_0.6", "share above 0.6", 0.90),
               ("two_sample_accuracy", "two-sample accuracy (lower: better)", 0.80)]
@@ -245,7 +245,7 @@ def time_figure(curve: list[dict]) -> Path:
         ax.axhline(curve[0]["real"][key], color="black", ls="--", lw=1, label="real test slices")
         ax.axhline(target, color="tab:red", ls=":", lw=1, label=f"target {target:g}")
         ax.axvline(4, color="grey", lw=0.8, alpha=0.5)
-        if key == "two_sample_accuracy" and any(weak_critic(r) for r in curve):
+        if key == "two_sample_accuracy" and any_weak_critic(curve):
             title += "*\n(* the earlier, weaker critic: too low)"
         ax.set(xscale="log", xlabel="prior training minutes (class budget: 4)", title=title)
         ax.set_xticks(minutes, [f"{m:g}" for m in minutes])

@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     from vqvae_lib.config import get_profile
     from vqvae_lib.data import load_dataset
     from vqvae_lib.prior import evaluate_prior
-    from vqvae_lib.sample_quality import CRITIC, CRITIC_REPEATS, measure, real_ceiling
+    from vqvae_lib.sample_quality import CRITIC, measure, real_ceiling
     from vqvae_lib.sampling import decode, default_labels, sample, support_for
     from vqvae_lib.utils import get_device
 
@@ -184,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                      "labels": (args.labels if n_labels else None),
                      "label_counts": (torch.bincount(labels, minlength=n_labels).tolist() if n_labels else None),
                      "seconds_for_16": round(seconds_16, 2)},
-        "samples": report.summary(), "real": ceiling.summary(), "critic_repeats": CRITIC_REPEATS, "critic": CRITIC,
+        "samples": report.summary(), "real": ceiling.summary(), "critic": CRITIC,
         "decoder": decoder.summary(),      # the real slices' reconstructions scored like samples (since 2026-12-04)
         "scoring_seconds": round(scoring_seconds, 1),
         "wall_seconds": round(time.perf_counter() - started, 1), "grid": str(grid_path.relative_to(ROOT)),

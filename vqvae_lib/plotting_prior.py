@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 
 from .plotting import _gray, _smooth
 from .plotting_codebook import CODE_CMAP, code_colorbar, code_values
-from .sample_quality import weak_critic
+from .sample_quality import any_weak_critic
 
 VEIL = 0.85  # the grey of positions not sampled yet
 UNSAMPLED = ListedColormap([(VEIL, VEIL, VEIL, 1.0)])
@@ -200,7 +200,7 @@ def sample_quality_comparison(records: Sequence[dict], title: str = "") -> Figur
             ax.axhline(target, color="tab:red", ls=":", lw=1, label=f"target {target:g}")
         ax.set_xticks(range(len(records)), names, rotation=20, fontsize=8)
         ax.set_ylim(0, 1.05)
-        weak = key == "two_sample_accuracy" and any(weak_critic(r) for r in records)
+        weak = key == "two_sample_accuracy" and any_weak_critic(records)
         ax.set_title(f"{name}{'*' if weak else ''}\n({hint})", fontsize=9)
         if weak:
             ax.set_xlabel("* the earlier, weaker critic: too low", fontsize=7)

@@ -518,18 +518,26 @@ WEAK_CRITIC_NOTE = ("* two-sample score of the earlier critic (12 epochs at a co
                     "critics trained to the end")
 
 
+def critic_mark(record: dict, key: str) -> str:
+    """"*" after the measure ``key`` of ``record`` when it is a two-sample score of the earlier critic, else ""."""
+    return "*" if key == "two_sample_accuracy" and weak_critic(record) else ""
+
+
+def any_weak_critic(records) -> bool:
+    """Does any of ``records`` carry a two-sample score of the earlier critic?"""
+    return any(weak_critic(r) for r in records)
+
+
 def record_cell(record: dict, part: str, key: str, fmt: str) -> str:
     """One measure of a benchmark record (``record[part][key]``, e.g. part "samples", "real" or "decoder") as text:
     "-" when absent; a two-sample score of the earlier, weaker critic (``weak_critic``) carries a *."""
     value = record[part].get(key)
-    if value is None:
-        return "-"
-    return fmt.format(value) + ("*" if key == "two_sample_accuracy" and weak_critic(record) else "")
+    return "-" if value is None else fmt.format(value) + critic_mark(record, key)
 
 
 def weak_note(records: list[dict]) -> str:
     """``WEAK_CRITIC_NOTE`` when any of ``records`` has a two-sample score of the earlier critic, else ""."""
-    return WEAK_CRITIC_NOTE if any(weak_critic(r) for r in records) else ""
+    return WEAK_CRITIC_NOTE if any_weak_critic(records) else ""
 
 
 def records_table(records: list[dict]) -> str:
