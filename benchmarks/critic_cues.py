@@ -1,17 +1,22 @@
 """What gives the class samples away? The two-sample critic (``sample_quality.two_sample_accuracies``, three critics)
-on pairs of image sets that each remove one possible cue, for the notebooks' class run on the built-in data.
+on pairs of image sets that each remove one possible cue, for the notebooks' class run on the built-in data, or for
+another run (a folder with vqvae.pt and prior.pt, such as one of benchmarks/sample_quality.py's).
 
     python benchmarks/critic_cues.py            # after notebooks 02 and 04 (or the class benchmark) trained runs/
+    python benchmarks/critic_cues.py --data kaggle --run runs/bench-sq-kaggle-class-10min/prior-class-4min
 
 Pairs: samples vs the real slices' reconstructions (is it the decoder?), reconstructions vs real slices (the
 decoder alone), real slices blurred (Gaussian, sigma 0.5 and 1 pixel) vs other real slices (how sensitive is the
-critic to sharpness?), samples vs real slices both blurred (sigma 1: without fine texture), and samples whose
-brain-pixel intensities are quantile-mapped onto the real slices' (without the intensity histogram). 256 samples
-with the profile's sampling settings (seed 0); the real test slices split in two halves (seed 0) where two real
-sets are needed. Writes benchmarks/results/critic-cues-default-class.json.
+critic to sharpness?), samples vs real slices both blurred (sigma 1: without fine texture; sigma 3: only the coarse
+layout), samples whose brain-pixel intensities are quantile-mapped onto the real slices' (without the intensity
+histogram), and both sets reduced to their brain masks (pixels above the brain threshold: the outline alone; the
+reconstructions' masks as the control: what the decoder alone changes there). 256
+samples with the profile's sampling settings (seed 0); the real test slices split in two halves (seed 0) where two
+real sets are needed. Writes benchmarks/results/critic-cues-default-class.json (another run: critic-cues-DATA-RUN.json).
 """
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import time
@@ -20,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from vqvae_quality import git_commit, machine  # noqa: E402
+from vqvae_quality import KAGGLE, git_commit, machine  # noqa: E402
 
 
 def blur(images, sigma: float):
@@ -49,7 +54,13 @@ def intensity_matched(images, reference, threshold: float):
     return out
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", choices=("default", "kaggle"), default="default")
+    parser.add_argument("--run", type=Path, help="folder with vqvae.pt (or its parent's) and prior.pt; default: the "
+                                                   "notebooks' class-profile run for --data")
+    args = parser.parse_args(argv)
+
     import torch
 
     from vqvae_lib import pipeline
@@ -60,17 +71,20 @@ def main() -> int:
     from vqvae_lib.sample_quality import BRAIN_THRESHOLD, CRITIC, as_float, two_sample_accuracies
     from vqvae_lib.sampling import decode, default_labels, sample, support_for
 
-    profile, source = get_profile("class"), "default"
-    run = pipeline.default_run_dir(profile, source)
-    if not (run / "prior.pt").exists():
-        sys.exit(f"no class-profile prior in {run}: run notebooks 02 and 04 (or benchmarks/sample_quality.py) first")
+    profile = get_profile("class")
+    source = str(KAGGLE) if args.data == "kaggle" else "default"
+    run = pipeline.default_run_dir(profile, source) if args.run is None else args.run.resolve()
+    vq_path = run / "vqvae.pt" if (run / "vqvae.pt").exists() else run.parent / "vqvae.pt"  # a benchmark's prior
+    if not (run / "prior.pt").exists() or not vq_path.exists():                              # sits below its VQ-VAE
+        sys.exit(f"no prior.pt and vqvae.pt in {run} (or vqvae.pt in its parent): run notebooks 02 and 04 (or "
+                 "benchmarks/sample_quality.py) first")
     cpu = torch.device("cpu")
-    vqvae, prior = load_vqvae(run / "vqvae.pt", cpu), load_prior(run / "prior.pt", cpu)
+    vqvae, prior = load_vqvae(vq_path, cpu), load_prior(run / "prior.pt", cpu)
     s = profile.sampling
     samples = decode(vqvae, sample(prior, 256, labels=default_labels(prior, 256), seed=0, temperature=s.temperature,
                                    top_k=s.top_k, support=support_for(prior, s.support)))       # (256, 1, S, S)
     real = as_float(load_dataset(source, "test", profile.image_size).images)
-    test_maps = load_code_maps(run / "vqvae.pt", source, "test", n_buckets=prior.config.depth_buckets)
+    test_maps = load_code_maps(vq_path, source, "test", n_buckets=prior.config.depth_buckets)
     recon = decode(vqvae, test_maps.indices)                                                    # one per real slice
     a, b = torch.randperm(len(real), generator=torch.Generator().manual_seed(0)).tensor_split(2)  # two real halves
     pairs = {
@@ -80,7 +94,12 @@ def main() -> int:
         "real blurred sigma 0.5 vs real": (blur(real[a], 0.5), real[b]),
         "real blurred sigma 1 vs real": (blur(real[a], 1.0), real[b]),
         "samples blurred sigma 1 vs real blurred sigma 1": (blur(samples, 1.0), blur(real, 1.0)),
+        "samples blurred sigma 3 vs real blurred sigma 3": (blur(samples, 3.0), blur(real, 3.0)),
         "samples intensity-matched vs real": (intensity_matched(samples, real, BRAIN_THRESHOLD), real),
+        "samples' brain masks vs real brain masks": ((samples > BRAIN_THRESHOLD).float(),
+                                                     (real > BRAIN_THRESHOLD).float()),
+        "reconstructions' brain masks vs real brain masks": ((recon[a] > BRAIN_THRESHOLD).float(),
+                                                             (real[b] > BRAIN_THRESHOLD).float()),
         "real vs real": (real[a], real[b]),
     }
     results = {}
@@ -90,13 +109,15 @@ def main() -> int:
         results[name] = {"two_sample_accuracy": sum(runs) / len(runs), "runs": runs, "n": [len(x), len(y)]}
         print(f"{name:>48}: {results[name]['two_sample_accuracy']:.3f} {[round(r, 3) for r in runs]} "
               f"({time.perf_counter() - started:.0f} s)", flush=True)
-    steps = {f"{kind}_steps": json.loads((run / history).read_text())["steps"]
-             for kind, history in (("vqvae", "history.json"), ("prior", "prior_history.json"))}
+    steps = {"vqvae_steps": json.loads((vq_path.parent / "history.json").read_text())["steps"],
+             "prior_steps": json.loads((run / "prior_history.json").read_text())["steps"]}
     where = run.relative_to(ROOT) if run.is_relative_to(ROOT) else run
-    record = {"name": "critic-cues-default-class", "data": source, "run": str(where), **steps,
+    name = (f"critic-cues-{args.data}-class" if args.run is None
+            else f"critic-cues-{args.data}-{'-'.join(where.parts[-2:]) if vq_path.parent != run else where.name}")
+    record = {"name": name, "data": args.data, "run": str(where), **steps,
               "sampling": s.to_dict(), "critic": CRITIC, "pairs": results, "commit": git_commit(),
               "machine": machine(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    out = ROOT / "benchmarks" / "results" / "critic-cues-default-class.json"
+    out = ROOT / "benchmarks" / "results" / f"{name}.json"
     out.write_text(json.dumps(record, indent=1) + "\n")
     print(f"wrote {out.relative_to(ROOT)}")
     return 0

@@ -307,14 +307,21 @@ def stretch_lines() -> list[str]:
         return " / ".join(f"{v[key] * scale:{fmt}}" for v in s)
 
     vq, prior = first["vqvae"], first["prior"]
-    c32 = load("sample-quality-default-position-3+40min")       # the class width, 40 minutes (earlier critic)
-    narrow = ("" if c32 is None else
-              f" The width did not buy likelihood: the 32-channel prior reached "
-              f"{c32['prior']['test_bits_per_code']:.2f} bits per code in {c32['prior']['minutes']:g} minutes "
-              f"({c32['prior']['steps']} steps, on another {c32['vqvae']['minutes']:g}-minute VQ-VAE with "
-              f"{c32['prior']['config'].get('depth_buckets', 4)} depth bands).")
+    base = load(TOP_K + "-k32-depth")   # the class prior (32 channels, 4 minutes) on the same VQ-VAE, same settings
+    against = ("" if base is None or base["vqvae"]["steps"] != vq["steps"] else
+               f" On the same VQ-VAE, with the same sampling settings, the class-width prior after "
+               f"{base['prior']['minutes']:g} minutes ({base['prior']['steps']} steps, "
+               f"{base['prior']['test_bits_per_code']:.2f} bits per code; the top-k table below) scored NN SSIM "
+               f"{base['samples']['nn_ssim_mean']:.3f} and two-sample accuracy "
+               f"{base['samples']['two_sample_accuracy']:.3f}: {prior['minutes'] / base['prior']['minutes']:.0f} "
+               f"times the minutes ({prior['steps'] / base['prior']['steps']:.1f} times the steps) of a "
+               f"{prior['config']['channels'] / 32:g} times wider prior gain "
+               f"{min(v['nn_ssim_mean'] for v in s) - base['samples']['nn_ssim_mean']:.3f}-"
+               f"{max(v['nn_ssim_mean'] for v in s) - base['samples']['nn_ssim_mean']:.3f} NN SSIM and lower the "
+               f"critic by {base['samples']['two_sample_accuracy'] - max(v['two_sample_accuracy'] for v in s):.3f}-"
+               f"{base['samples']['two_sample_accuracy'] - min(v['two_sample_accuracy'] for v in s):.3f}.")
     return ["The points in that figure were scored by the earlier critic (*) and their run folders are gone. With the "
-            f"critic trained to the end, the stretch budget was measured once more on a fresh "
+            f"critic trained to the end, the stretch budget was measured once more on another "
             f"{vq['minutes']:g}-minute VQ-VAE ({vq['steps']} steps, reconstructions {vq['test']['ssim_mean']:.3f}) "
             f"with a wider prior (`prior-c48`: {prior['config']['channels']} channels instead of 32, "
             f"{prior['config']['depth_buckets']} depth bands, {prior['minutes']:g} minutes, {prior['steps']} steps, "
@@ -328,12 +335,12 @@ def stretch_lines() -> list[str]:
             f"{both('depth_agreement', '.0f', 100)} % (real {first['real']['depth_agreement'] * 100:.0f} %), "
             f"two-sample accuracy {both('two_sample_accuracy')} (real vs real "
             f"{first['real']['two_sample_accuracy']:.3f}; the same real slices' reconstructions "
-            f"{first['decoder']['two_sample_accuracy']:.3f}). The samples (grids in `build/bench/`) show ventricles, "
-            "midline, sulci and grey/white contrast at every depth band, with blurred, blotchy texture; the lowest "
-            "bands (cerebellum, temporal lobes) are the least regular. Ten times the class budget's prior training "
-            "lowers the critic from about 0.98 to about 0.95: the stretch targets (NN SSIM 0.75, two-sample accuracy "
-            "0.70) are not reached, and the second lies below what a perfect prior would reach through this VQ-VAE "
-            "(its reconstructions' score above)." + narrow, "",
+            f"{first['decoder']['two_sample_accuracy']:.3f}). The samples (grids in `build/bench/`, looked at when "
+            "they were made) show ventricles, midline, sulci and grey/white contrast at every depth band, with "
+            "blurred, blotchy texture; the lowest bands (cerebellum, temporal lobes) are the least regular." + against
+            + " The stretch targets (NN SSIM 0.75, two-sample accuracy 0.70) are not reached, and the second is lower "
+            f"than the {first['decoder']['two_sample_accuracy']:.2f} that even a perfect prior would score through "
+            "this VQ-VAE (its reconstructions).", "",
             "Command: `python benchmarks/sample_quality.py --data default --variant prior-c48 --prior-minutes 40 "
             "--temperature 0.8 --top-k 32 --support depth [--seed 1]`.", ""]
 
@@ -382,6 +389,38 @@ def top_k_verdict(s: list[dict]) -> str:
             "apart: at T = 0.8 with the support, top-k decides neither target. A smaller k makes samples more "
             f"alike (pairwise SSIM {span('pairwise_ssim'):.3f} apart) and shifts their intensities (W1 up to "
             f"{max(v['intensity_w1'] for v in s):.3f}). The class profile keeps top-k 32.")
+
+
+def cue_lines() -> list[str]:
+    """'What gives the samples away': every critic_cues record, one column each (the notebooks' class run first)."""
+    cues = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("critic-cues-*.json"),
+                                                      key=lambda p: (p.stem != "critic-cues-default-class", p.stem))]
+    if not cues:
+        return []
+    pairs = list(dict.fromkeys(name for c in sorted(cues, key=lambda c: -len(c["pairs"]))   # every pair, in the
+                               for name in c["pairs"]))                                   # fullest record's order
+
+    def cell(c: dict, name: str) -> str:
+        v = c["pairs"].get(name)
+        return "-" if v is None else (f"{v['two_sample_accuracy']:.3f} ({', '.join(f'{r:.2f}' for r in v['runs'])};"
+                                      f" {v['n'][0]} vs {v['n'][1]})")
+    heads = [f"{c['data']}, `{c['run']}` ({c['vqvae_steps']} + {c['prior_steps']} steps)" for c in cues]
+    s = cues[0]["sampling"]
+    return ["### What gives the samples away", "",
+            "The two-sample critic (three critics trained to the end) on pairs of image sets that each remove one "
+            "possible cue, for the notebooks' class run on the built-in data and for other runs (column heads: data, "
+            f"run folder, VQ-VAE + prior steps); 256 samples at T = {s['temperature']:g}, top-k {s['top_k']}, "
+            f"support '{s['support']}'; where two real sets are needed, the test slices split in halves. Blurring one "
+            "set alone gives it away at once (real blurred vs real), so the control for fine texture is both sets "
+            "blurred alike; brain masks keep only where the tissue is (outline, ventricles, sulci), and the "
+            "reconstructions' masks are their control: where those are told from real masks too, the masks say "
+            "little about the prior. Each cell: mean (three critics; "
+            "images in each set); - : not measured for that run (the pair was added later).", "",
+            "| pair | " + " | ".join(heads) + " |", "|---" * (1 + len(cues)) + "|",
+            *(f"| {name} | " + " | ".join(cell(c, name) for c in cues) + " |" for name in pairs), "",
+            "Commands: `python benchmarks/critic_cues.py` (the notebooks' run), `python benchmarks/critic_cues.py "
+            "--data D --run RUN` (" + "; ".join(f"{c['name']}: {c['date'][:10]} {c.get('commit') or ''}"
+                                               for c in cues) + ").", ""]
 
 
 def spread_sentence(records: list[dict]) -> str:
@@ -602,21 +641,7 @@ def main() -> None:
                   "ceiling is the table's above. " + spread_sentence(samples), "",
                   *lever_rows(samples), "",
                   "Command: `python benchmarks/sample_quality.py --data default --variant LEVER`.", ""]
-        cues = load("critic-cues-default-class")
-        if cues:
-            lines += ["### What gives the samples away", "",
-                      "The two-sample critic (three critics trained to the end) on pairs of image sets that each "
-                      "remove one possible cue: the notebooks' class run on the built-in data "
-                      f"(VQ-VAE {cues['vqvae_steps']} steps, prior {cues['prior_steps']} steps), 256 samples at "
-                      f"T = {cues['sampling']['temperature']:g}, top-k {cues['sampling']['top_k']}, support "
-                      f"'{cues['sampling']['support']}'; where two real sets "
-                      "are needed, the test slices split in halves. Blurring one set alone gives it away at once (real "
-                      "blurred vs real), so the control for fine texture is both sets blurred alike.", "",
-                      "| pair | two-sample accuracy | three critics | images |", "|---|---|---|---|",
-                      *(f"| {name} | {v['two_sample_accuracy']:.3f} | {', '.join(f'{r:.3f}' for r in v['runs'])} | "
-                        f"{v['n'][0]} vs {v['n'][1]} |" for name, v in cues["pairs"].items()), "",
-                      f"Command: `python benchmarks/critic_cues.py` ({cues['date'][:10]} {cues.get('commit') or ''}).",
-                      ""]
+        lines += cue_lines()
         curve = time_curve(samples)
         if len(curve) > 1:
             lines += ["### Sample quality against the prior's training time", "",

@@ -232,9 +232,9 @@ class Profile:
                                            eval_every=500, checkpoint_every=500)  # ... trained this long
     # chosen by measurement (benchmarks/sample_quality.py, 256 samples, two sampling seeds each; RESULTS.md): top-k 32
     # keeps the rare, wrong codes out at T = 1 (at T = 0.8 with the support, k = 16, 32, 64 or none lie within 0.003 NN
-    # SSIM and 0.01 two-sample accuracy: RESULTS.md, "Top-k, measured again"); drawing only codes that training maps
-    # of the sample's depth band have at each position (support "depth") removes the border tissue and lifts NN SSIM
-    # (0.656 -> 0.670 at T = 1 on one prior).
+    # SSIM and 0.009 two-sample accuracy, one prior and one seed: RESULTS.md, "Top-k, measured again"); drawing only
+    # codes that training maps of the sample's depth band have at each position (support "depth") removes the border
+    # tissue and lifts NN SSIM (0.656 -> 0.670 at T = 1 on one prior).
     # With that support a colder temperature lifts NN SSIM further but costs diversity. On the notebooks' class run
     # (12 depth bands, prior 892 steps; two-sample score: the mean of three critics trained to the end), T = 0.9: NN
     # SSIM 0.696 / 0.699; T = 0.85: 0.696 / 0.697; T = 0.8: 0.701 / 0.702 (the only setting at the 0.70 target on
