@@ -308,18 +308,18 @@ def stretch_lines() -> list[str]:
 
     vq, prior = first["vqvae"], first["prior"]
     base = load(TOP_K + "-k32-depth")   # the class prior (32 channels, 4 minutes) on the same VQ-VAE, same settings
-    against = ("" if base is None or base["vqvae"]["steps"] != vq["steps"] else
-               f" On the same VQ-VAE, with the same sampling settings, the class-width prior after "
-               f"{base['prior']['minutes']:g} minutes ({base['prior']['steps']} steps, "
-               f"{base['prior']['test_bits_per_code']:.2f} bits per code; the top-k table below) scored NN SSIM "
-               f"{base['samples']['nn_ssim_mean']:.3f} and two-sample accuracy "
-               f"{base['samples']['two_sample_accuracy']:.3f}: {prior['minutes'] / base['prior']['minutes']:.0f} "
-               f"times the minutes ({prior['steps'] / base['prior']['steps']:.1f} times the steps) of a "
-               f"{prior['config']['channels'] / 32:g} times wider prior gain "
-               f"{min(v['nn_ssim_mean'] for v in s) - base['samples']['nn_ssim_mean']:.3f}-"
-               f"{max(v['nn_ssim_mean'] for v in s) - base['samples']['nn_ssim_mean']:.3f} NN SSIM and lower the "
-               f"critic by {base['samples']['two_sample_accuracy'] - max(v['two_sample_accuracy'] for v in s):.3f}-"
-               f"{base['samples']['two_sample_accuracy'] - min(v['two_sample_accuracy'] for v in s):.3f}.")
+    against = ""
+    if base is not None and base["vqvae"]["steps"] == vq["steps"]:
+        b, bp = base["samples"], base["prior"]
+        gain = sorted(v["nn_ssim_mean"] - b["nn_ssim_mean"] for v in s)
+        drop = sorted(b["two_sample_accuracy"] - v["two_sample_accuracy"] for v in s)
+        against = (f" On the same VQ-VAE, with the same sampling settings, the class-width prior after "
+                   f"{bp['minutes']:g} minutes ({bp['steps']} steps, {bp['test_bits_per_code']:.2f} bits per code; "
+                   f"the top-k table below) scored NN SSIM {b['nn_ssim_mean']:.3f} and two-sample accuracy "
+                   f"{b['two_sample_accuracy']:.3f}: {prior['minutes'] / bp['minutes']:.0f} times the minutes "
+                   f"({prior['steps'] / bp['steps']:.1f} times the steps) of a "
+                   f"{prior['config']['channels'] / bp['config']['channels']:g} times wider prior gain "
+                   f"{gain[0]:.3f}-{gain[-1]:.3f} NN SSIM and lower the critic by {drop[0]:.3f}-{drop[-1]:.3f}.")
     return ["The points in that figure were scored by the earlier critic (*) and their run folders are gone. With the "
             f"critic trained to the end, the stretch budget was measured once more on another "
             f"{vq['minutes']:g}-minute VQ-VAE ({vq['steps']} steps, reconstructions {vq['test']['ssim_mean']:.3f}) "
@@ -357,16 +357,17 @@ def top_k_lines() -> list[str]:
     first = runs[0][1]
     rows = ["| top-k | NN SSIM | share > 0.6 | border | pairwise SSIM | intensity W1 | depth agreement | "
             "two-sample acc. (three critics) |", "|---|---|---|---|---|---|---|---|"]
-    for k, r in runs:
-        s = r["samples"]
-        rows.append(f"| {k or 'none'} | {s['nn_ssim_mean']:.3f} | {s['nn_ssim_share_above_0.6'] * 100:.1f} % | "
-                    f"{s['border_tissue_samples']:.0f} | {s['pairwise_ssim']:.3f} | {s['intensity_w1']:.3f} | "
-                    f"{s['depth_agreement'] * 100:.0f} % | {s['two_sample_accuracy']:.3f} ("
-                    + ", ".join(f"{x:.3f}" for x in s["two_sample_accuracy_runs"]) + ") |")
-    real = first["real"]
-    rows.append(f"| real test slices | {real['nn_ssim_mean']:.3f} | {real['nn_ssim_share_above_0.6'] * 100:.1f} % | "
-                f"{real['border_tissue_samples']:.0f} | {real['pairwise_ssim']:.3f} | | "
-                f"{real['depth_agreement'] * 100:.0f} % | {real['two_sample_accuracy']:.3f} |")
+
+    def row(label: str, v: dict, samples: bool = True) -> str:
+        critics = v["two_sample_accuracy_runs"] if samples else None
+        return (f"| {label} | {v['nn_ssim_mean']:.3f} | {v['nn_ssim_share_above_0.6'] * 100:.1f} % | "
+                f"{v['border_tissue_samples']:.0f} | {v['pairwise_ssim']:.3f} | "
+                + (f"{v['intensity_w1']:.3f} " if samples else "") + f"| {v['depth_agreement'] * 100:.0f} % | "
+                f"{v['two_sample_accuracy']:.3f}"
+                + (" (" + ", ".join(f"{x:.3f}" for x in critics) + ")" if critics else "")
+                + " |")
+    rows += [row(str(k or "none"), r["samples"]) for k, r in runs]
+    rows.append(row("real test slices", first["real"], samples=False))
     return ["### Top-k, measured again with the critic trained to the end", "",
             "The class profile's top-k 32 was chosen at T = 1 without a support, with the earlier critic. Here one "
             f"prior with the class settings (variant `position`: {first['vqvae']['steps']} VQ-VAE steps, "
