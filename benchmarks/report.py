@@ -379,6 +379,61 @@ def top_k_lines() -> list[str]:
             "--support depth [--top-k K]`.", ""]
 
 
+MASKED = {"masked-t0.8-k32-depth": "`masked`: width 64", "masked-depth": "`masked`: width 64",
+          "masked-c32-t0.8-k32-depth": "`masked-c32`: width 32"}
+
+
+def masked_lines() -> list[str]:
+    """The masked-code prior (MaskGIT-style) at the class budget, against the class PixelCNN, from the records."""
+    runs = [(what, r) for key, what in MASKED.items() if (r := load(f"sample-quality-default-{key}"))]
+    if not runs:
+        return []
+    first, base = runs[0][1], load(TOP_K + "-k32-depth")
+    if base is not None:
+        runs.append((f"the class PixelCNN (`position`, the top-k table's; its own {base['vqvae']['steps']}-step "
+                     "VQ-VAE)", base))
+    rows = ["| prior | sampling | prior steps | bits/code (test) | NN SSIM | share > 0.6 | pairwise SSIM | "
+            "intensity W1 | depth agreement | two-sample acc. | 16 samples (s) |", "|---" * 11 + "|"]
+    for what, r in runs:
+        v, s = r["samples"], r["sampling"]
+        setting = f"T = {s['temperature']:g}" + (f", top-k {s['top_k']}" if s["top_k"] else "")
+        rows.append(f"| {what} | {setting} | {r['prior']['steps']} | {r['prior']['test_bits_per_code']:.2f} | "
+                    f"{v['nn_ssim_mean']:.3f} | {v['nn_ssim_share_above_0.6'] * 100:.0f} % | "
+                    f"{v['pairwise_ssim']:.3f} | "
+                    f"{v['intensity_w1']:.3f} | {v['depth_agreement'] * 100:.0f} % | {v['two_sample_accuracy']:.3f} | "
+                    f"{s['seconds_for_16']:.1f} |")
+    real = first["real"]
+    rows.append(f"| real test slices | | | | {real['nn_ssim_mean']:.3f} | "
+                f"{real['nn_ssim_share_above_0.6'] * 100:.0f} % | "
+                f"{real['pairwise_ssim']:.3f} | {real['intensity_w1']:.3f} | {real['depth_agreement'] * 100:.0f} % | "
+                f"{real['two_sample_accuracy']:.3f} | |")
+    best = max((r for w, r in runs if r["variant"].startswith("masked")), key=lambda r: r["samples"]["nn_ssim_mean"])
+    verdict = ""
+    if base is not None:
+        b, p = best["samples"], base["samples"]
+        wins = b["nn_ssim_mean"] > p["nn_ssim_mean"] + 0.004 and b["two_sample_accuracy"] < p["two_sample_accuracy"]
+        verdict = (f" The best masked row (`{best['variant']}`, {best['prior']['steps']} steps) scores NN SSIM "
+                   f"{b['nn_ssim_mean']:.3f} and two-sample accuracy {b['two_sample_accuracy']:.3f} against the "
+                   f"PixelCNN's {p['nn_ssim_mean']:.3f} and {p['two_sample_accuracy']:.3f}, intensity W1 "
+                   f"{b['intensity_w1']:.3f} against {p['intensity_w1']:.3f}: "
+                   + ("it wins at this budget." if wins else "at this budget it does not beat the PixelCNN, which "
+                      "the course keeps."))
+    return ["### A masked-code prior (MaskGIT-style), measured", "",
+            "The PixelCNN decides a slice's layout row by row. A masked-code prior (`vqvae_lib.masked`, "
+            "`PixelCNNConfig(architecture=\"masked\")`) predicts every hidden code from all the visible codes around "
+            "it, both ways (a small U-Net whose coarsest level sees the whole map), and draws a map in "
+            f"{first['prior']['config']['mask_steps']} parallel steps, the most confident codes first (Chang et al. "
+            "2022). Its bits per code are those of a fixed random order revealed in as many groups: a proper "
+            "likelihood, but of a weaker sampler, so they sit above the PixelCNN's. The masked rows share one "
+            f"{first['vqvae']['minutes']:g}-minute VQ-VAE ({first['vqvae']['steps']} steps, reconstructions "
+            f"{first['vqvae']['test']['ssim_mean']:.3f}); prior {first['prior']['minutes']:g} minutes, support by "
+            f"{first['sampling']['support']}, 256 samples, seed 0, one training each:", "",
+            *rows, "", verdict.strip(), "",
+            "Commands: `python benchmarks/sample_quality.py --data default --variant masked --temperature 0.8 "
+            "--top-k 32 --support depth` (`--temperature 1` without `--top-k`; `--variant masked-c32`; `--mask-steps S "
+            "--mask-noise G` change the masked sampler's steps and confidence noise).", ""]
+
+
 def top_k_verdict(s: list[dict]) -> str:
     """What the top-k rows show: how far apart the settings lie, against the spread of one setting's three critics."""
     def span(key: str) -> float:
@@ -467,7 +522,8 @@ def sample_table(records: list[dict]) -> list[str]:
                     + (f" within {r['sampling']['support_radius']}" if r["sampling"].get("support_radius") else "")
                     + _label_mix(r)
                     + (f", seed {r['sampling']['seed']}" if r["sampling"].get("seed") else ""))
-        rows.append(f"| {r['data']} ({r['split_kind']}) | {r['variant']} | {sampling} | "
+        variant = r["variant"] + (f" ({r['tag']})" if r.get("tag") else "")
+        rows.append(f"| {r['data']} ({r['split_kind']}) | {variant} | {sampling} | "
                     f"{vq['minutes']:g} + {prior['minutes']:g} "
                     f"({vq['steps']} + {prior['steps']}) | {ev['ssim_mean']:.3f} / {ev['ssim_brain_mean']:.3f} | "
                     f"{prior['test_bits_per_code']:.2f} | {cells} | {r['date'][:10]} {r.get('commit') or ''} |")
@@ -652,7 +708,7 @@ def main() -> None:
                       f"![Sample quality against the prior's training time](../figures/{time_figure(curve).name})", "",
                       "Command: `python benchmarks/sample_quality.py --data default --variant position "
                       "--prior-minutes M`.", ""]
-        lines += stretch_lines() + top_k_lines()
+        lines += stretch_lines() + top_k_lines() + masked_lines()
     if runs:
         lines += ["## Training throughput", "",
                   f"Steady-state rate over the second half of {runs[0]['steps']} steps from scratch (after warm-up and "

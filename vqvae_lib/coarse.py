@@ -28,6 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .config import PixelCNNConfig
+from .masked import MaskedCodePrior
 from .pixelcnn import GatedPixelCNN, check_codes
 from .quantizer import kmeans, squared_distances
 from .transformer import CodeTransformer
@@ -116,9 +117,11 @@ class CoarseToFinePrior(nn.Module):
                                                               reduction="sum")
 
 
-def build_prior(cfg: PixelCNNConfig) -> GatedPixelCNN | CoarseToFinePrior | CodeTransformer:
-    """The prior a config describes: a causal transformer when ``cfg.architecture`` says so, coarse-to-fine
-    when ``cfg.coarse_codes`` > 0, else one gated PixelCNN."""
+def build_prior(cfg: PixelCNNConfig) -> GatedPixelCNN | CoarseToFinePrior | CodeTransformer | MaskedCodePrior:
+    """The prior a config describes: a causal transformer or a masked-code prior when ``cfg.architecture`` says
+    so, coarse-to-fine when ``cfg.coarse_codes`` > 0, else one gated PixelCNN."""
     if cfg.architecture == "transformer":
         return CodeTransformer(cfg)
+    if cfg.architecture == "masked":
+        return MaskedCodePrior(cfg)
     return CoarseToFinePrior(cfg) if cfg.coarse_codes else GatedPixelCNN(cfg)

@@ -10,6 +10,7 @@ import os
 from dataclasses import asdict, dataclass, replace
 
 PROFILES = ("smoke", "class", "full")
+ARCHITECTURES = ("gated", "transformer", "masked")
 SUPPORTS = ("none", "position", "label", "depth")   # SamplingConfig.support
 DEFAULT_PROFILE = "class"
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -143,7 +144,8 @@ class TrainConfig:
 @dataclass(frozen=True)
 class PixelCNNConfig:
     architecture: str = "gated"   # "gated": the gated PixelCNN (vqvae_lib.pixelcnn); "transformer": a causal
-                                  # transformer over the same maps (vqvae_lib.transformer)
+                                  # transformer over the same maps (vqvae_lib.transformer); "masked": a masked-code
+                                  # U-Net drawn in mask_steps parallel steps (vqvae_lib.masked)
     channels: int = 32            # C: code embedding size and width of both stacks (transformer: model width)
     n_layers: int = 10            # gated layers: the first with mask A, the others mask B (transformer: blocks)
     heads: int = 4                # attention heads (transformer only; C must be a multiple)
@@ -164,16 +166,20 @@ class PixelCNNConfig:
     coarse_factor: int = 2        # ... each coarse code summarising a factor x factor block of codes
     code_dim: int = 0             # D of the VQ-VAE's codebook (coarse-to-fine only): filled in by the pipeline
     cond_channels: int = 0        # channels of a conditioning map before every gate (set by vqvae_lib.coarse)
+    mask_steps: int = 12          # masked prior only: parallel sampling steps (and groups of its eval likelihood)
 
     def __post_init__(self):
-        if self.architecture not in ("gated", "transformer"):
-            raise ValueError(f"PixelCNNConfig.architecture must be 'gated' or 'transformer', got {self.architecture!r}")
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"PixelCNNConfig.architecture must be one of {ARCHITECTURES}, got {self.architecture!r}")
+        if self.mask_steps < 1:
+            raise ValueError(f"PixelCNNConfig.mask_steps must be >= 1, got {self.mask_steps}")
         if self.architecture == "transformer" and (self.heads < 1 or self.channels % self.heads):
             raise ValueError(f"PixelCNNConfig.heads must be >= 1 and divide channels for a transformer prior; got "
                              f"channels={self.channels}, heads={self.heads}")
-        if self.architecture == "transformer" and (self.coarse_codes or self.cond_channels):
-            raise ValueError(f"a transformer prior has no coarse map or conditioning map; got "
-                             f"coarse_codes={self.coarse_codes}, cond_channels={self.cond_channels}")
+        if self.architecture != "gated" and (self.coarse_codes or self.cond_channels or self.init_from_codes):
+            raise ValueError(f"a {self.architecture} prior has no coarse map, conditioning map or init_from_codes; got "
+                             f"coarse_codes={self.coarse_codes}, cond_channels={self.cond_channels}, "
+                             f"init_from_codes={self.init_from_codes}")
         if self.kernel_size < 3 or self.kernel_size % 2 == 0:
             raise ValueError(f"PixelCNNConfig.kernel_size must be odd and >= 3, got {self.kernel_size}")
         for name in ("channels", "n_layers", "codebook_size"):

@@ -27,6 +27,10 @@ label in turn instead over-represents rare labels (one kaggle class has 44 of 4,
 a quarter of the samples, nearly alike), so the default is the training proportions; ``load_prior`` reads them
 from beside the checkpoint (``label_counts``).
 
+A masked-code prior (``vqvae_lib.masked``) is drawn in ``mask_steps`` parallel steps (``masked_loop``), not in
+raster order; each step draws two (n, h, w) uniforms from the same seeded generator: one picks every hidden
+position's candidate code by inverse CDF, the other is the Gumbel noise on the candidates' confidences.
+
 A coarse-to-fine prior (``vqvae_lib.coarse``) is sampled in two passes with the same sampler: its coarse
 map from ``top``, then the code map from ``bottom`` conditioned on that whole coarse map. The uniforms of
 the coarse map are drawn first from the same seeded generator, then those of the code map.
@@ -38,6 +42,7 @@ import torch.nn as nn
 
 from .coarse import CoarseToFinePrior
 from .config import SUPPORTS
+from .masked import CONFIDENCE_NOISE, MaskedCodePrior, hidden_after
 from .pixelcnn import GatedPixelCNN, check_codes
 from .transformer import CodeTransformer
 from .utils import evaluating
@@ -116,6 +121,48 @@ def cache_loop(model: CodeTransformer, codes: torch.Tensor, labels, u: torch.Ten
         if i >= start_row:
             codes[:, i, j] = pick(logits, u[:, i, j], (i, j))
         previous = codes[:, i, j]
+
+
+@torch.no_grad()
+def masked_loop(model: MaskedCodePrior, codes: torch.Tensor, labels, generator: torch.Generator, keep_rows: int,
+                temperature: float, top_k: int | None, support: torch.Tensor | None, groups: torch.Tensor | None,
+                steps: int, noise: float = CONFIDENCE_NOISE, chunk: int = 32) -> None:
+    """Fill ``codes`` (n, h, w) below ``keep_rows`` in ``steps`` steps (MaskGIT): each step predicts every hidden
+    position from the visible ones, draws a candidate at each (temperature, top-k, support as the other samplers),
+    and reveals the most confident candidates (log-probability plus ``noise`` times Gumbel noise, the factor
+    shrinking linearly to 0), so that ``hidden_after`` positions stay hidden; the others are hidden again.
+    ``chunk`` samples per network pass."""
+    n, H, W = codes.shape
+    K = model.config.codebook_size
+    check_codes(codes, K)                                                            # the kept rows of a prompt
+    known = torch.zeros(n, H, W, dtype=torch.bool, device=codes.device)
+    known[:, :keep_rows] = True
+    to_draw = (H - keep_rows) * W
+    for step in range(steps):
+        u = uniforms(n, (H, W), generator).to(codes.device)                          # candidate choice
+        noise = uniforms(n, (H, W), generator).to(codes.device)                      # confidence noise
+        candidates, confidence = torch.empty_like(codes), torch.empty(n, H, W, dtype=torch.float64,
+                                                                        device=codes.device)
+        for s in range(0, n, chunk):
+            part = slice(s, s + chunk)
+            logits = model(model.hide(codes[part], ~known[part]), None if labels is None else labels[part])
+            logits = logits.permute(0, 2, 3, 1)                                      # (c, H, W, K)
+            if groups is not None:
+                logits = logits.masked_fill(~support[groups[part]], float("-inf"))
+            probs = distribution(logits.reshape(-1, K), temperature, top_k)          # (c H W, K)
+            cdf = probs.cumsum(dim=-1)
+            pick = (cdf <= (u[part].reshape(-1, 1) * cdf[:, -1:])).sum(dim=-1).clamp(max=K - 1)  # (c H W,)
+            candidates[part] = pick.view(-1, H, W)
+            confidence[part] = probs.gather(1, pick[:, None]).log().view(-1, H, W)
+        gumbel = -torch.log(-torch.log(noise.clamp(1e-12, 1 - 1e-12)))
+        score = confidence + noise * (1 - (step + 1) / steps) * gumbel
+        score = score.masked_fill(known, float("inf")).view(n, -1)                   # (n, H W)
+        reveal = H * W - hidden_after(step, steps, to_draw)                          # known after this step
+        chosen = torch.zeros(n, H * W, dtype=torch.bool, device=codes.device)
+        chosen.scatter_(1, score.topk(reveal, dim=1).indices, True)
+        new = chosen.view(n, H, W) & ~known
+        codes[new] = candidates[new]
+        known |= new
 
 
 def vertical_row(model: GatedPixelCNN, v_in: list[torch.Tensor], i: int, biases) -> list[torch.Tensor]:
@@ -293,7 +340,8 @@ def _restrict(logits: torch.Tensor, support: torch.Tensor | None, groups: torch.
 @torch.no_grad()
 def sample(model: nn.Module, n: int, shape: tuple[int, int] | None = None, *, labels=None,
            temperature: float = 1.0, top_k: int | None = None, seed: int = 0, prompt: torch.Tensor | None = None,
-           keep_rows: int = 0, naive: bool = False, support: torch.Tensor | None = None) -> torch.Tensor:
+           keep_rows: int = 0, naive: bool = False, support: torch.Tensor | None = None,
+           mask_steps: int | None = None, mask_noise: float | None = None) -> torch.Tensor:
     """``n`` code maps (n, h, w) long from ``model``, in raster order (see module docstring).
 
     shape: (h, w); default: the prompt's, else ``model.latent_shape`` (set by ``load_prior``).
@@ -303,13 +351,16 @@ def sample(model: nn.Module, n: int, shape: tuple[int, int] | None = None, *, la
     support: (L, h, w, K) bool (``code_support``): only the codes it allows at (i, j) can be drawn there,
     under the sample's label when L > 1 (L = the prior's labels), for every sample when L = 1; applied before
     temperature and top-k. A coarse-to-fine prior's coarse map is drawn without it.
+    mask_steps, mask_noise (a masked-code prior only): its parallel steps (default ``config.mask_steps``) and the
+    Gumbel noise on the confidences at the first step (default ``masked.CONFIDENCE_NOISE``; large: nearly a random
+    order of positions, 0: strictly the most confident first).
     """
     if temperature <= 0 or (top_k is not None and top_k < 1) or n < 1:
         raise ValueError(f"need n >= 1, temperature > 0 and top_k >= 1; got {n}, {temperature}, {top_k}")
     shape = tuple(shape or (prompt.shape[-2:] if prompt is not None else model.latent_shape))
     if not 0 <= keep_rows <= shape[0]:
         raise ValueError(f"keep_rows must lie in [0, {shape[0]}], got {keep_rows}")
-    if not naive and not isinstance(model, (GatedPixelCNN, CoarseToFinePrior, CodeTransformer)):
+    if not naive and not isinstance(model, (GatedPixelCNN, CoarseToFinePrior, CodeTransformer, MaskedCodePrior)):
         raise ValueError(f"the fast sampler needs a GatedPixelCNN, a coarse-to-fine prior or a CodeTransformer, got "
                          f"{type(model).__name__}: pass naive=True")
     device = next(model.parameters()).device
@@ -324,6 +375,18 @@ def sample(model: nn.Module, n: int, shape: tuple[int, int] | None = None, *, la
     def pick(logits, uu, ij):  # (n, K), (n,), (i, j) -> codes (n,)
         return choose(_restrict(logits, support, groups, *ij), uu, temperature, top_k)
 
+    if (mask_steps is not None or mask_noise is not None) and not isinstance(model, MaskedCodePrior):
+        raise ValueError(f"mask_steps and mask_noise are for a masked-code prior, not a {type(model).__name__}")
+    if isinstance(model, MaskedCodePrior):  # parallel steps, not raster order
+        if naive:
+            raise ValueError("a masked-code prior has one sampler (parallel steps, not raster order): pass naive=False")
+        if (mask_steps is not None and mask_steps < 1) or (mask_noise is not None and mask_noise < 0):
+            raise ValueError(f"need mask_steps >= 1 and mask_noise >= 0, got {mask_steps} and {mask_noise}")
+        with evaluating(model):
+            masked_loop(model, codes, labels, generator, keep_rows, temperature, top_k, support, groups,
+                        steps=mask_steps or model.config.mask_steps,
+                        noise=CONFIDENCE_NOISE if mask_noise is None else mask_noise)
+        return codes
     with evaluating(model):
         cond = None
         if isinstance(model, CoarseToFinePrior):  # the coarse map first, all of it, then the codes given it
