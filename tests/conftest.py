@@ -17,3 +17,24 @@ def tiny_imagefolder(root: Path, shape: tuple[int, int], margin: tuple[int, int]
             image[mh:-mh, mw:-mw] = rng.integers(0, 250, inside) if textured and cls == "b" else rng.integers(60, 250)
             Image.fromarray(image).save(root / cls / f"{i}.png")
     return root
+
+
+def pipeline_prior_roundtrip(tmp_path: Path, monkeypatch, prior_cfg):
+    """Train a tiny VQ-VAE and the prior ``prior_cfg`` describes for 3 steps each through ``pipeline`` on a
+    tiny image folder, load the prior back from its checkpoint and check that every weight survived:
+    -> (trained model, its FitResult, the loaded model)."""
+    import torch
+
+    from vqvae_lib import pipeline
+    from vqvae_lib.config import TrainConfig, get_profile
+
+    monkeypatch.setenv("VQVAE_HOME", str(tmp_path / "home"))
+    source = str(tiny_imagefolder(tmp_path / "slices", (16, 16), (4, 3), textured=True))
+    quick = TrainConfig(batch_size=4, steps=3, warmup_steps=0, eval_every=0, checkpoint_every=0)
+    profile = get_profile("smoke").replace(image_size=16, vqvae_train=quick, prior_train=quick, prior=prior_cfg)
+    model, result = pipeline.load_or_train_prior(profile, source, progress=False)
+    run = pipeline.default_run_dir(profile, source)
+    loaded = pipeline.load_prior(run / "prior.pt", torch.device("cpu"), vqvae_path=run / "vqvae.pt")
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, loaded.state_dict()[name]), name
+    return model, result, loaded

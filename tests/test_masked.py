@@ -5,11 +5,10 @@ import itertools
 
 import pytest
 import torch
-from conftest import tiny_imagefolder
+from conftest import pipeline_prior_roundtrip
 
-from vqvae_lib import pipeline
 from vqvae_lib.coarse import build_prior
-from vqvae_lib.config import PixelCNNConfig, TrainConfig, get_profile
+from vqvae_lib.config import PixelCNNConfig, TrainConfig
 from vqvae_lib.masked import MaskedCodePrior, hidden_after
 from vqvae_lib.prior import prior_loss
 from vqvae_lib.sampling import choose, code_support, sample, uniforms
@@ -114,6 +113,14 @@ def test_sampler_is_seeded_and_fills_every_position(options):
     assert not torch.equal(codes, sample(model, 4, SHAPE, labels=labels, seed=4, **options))
 
 
+def test_confidence_noise_changes_the_order_of_revealing():
+    model = tiny(n_labels=2, steps=4)
+    labels = torch.tensor([0, 1, 0, 1])
+    greedy = sample(model, 4, SHAPE, labels=labels, seed=7, mask_noise=0.0)
+    assert not torch.equal(greedy, sample(model, 4, SHAPE, labels=labels, seed=7, mask_noise=1000.0))
+    assert torch.equal(greedy, sample(model, 4, SHAPE, labels=labels, seed=7, mask_noise=0.0))
+
+
 def test_completion_keeps_the_prompt_rows_and_support_is_obeyed():
     model = tiny(n_labels=2)
     prompt = torch.randint(K, SHAPE)
@@ -154,19 +161,10 @@ def test_bad_settings_are_refused_by_name():
 
 
 def test_pipeline_trains_saves_and_loads_a_masked_prior(tmp_path, monkeypatch):
-    monkeypatch.setenv("VQVAE_HOME", str(tmp_path / "home"))
-    source = str(tiny_imagefolder(tmp_path / "slices", (16, 16), (4, 3), textured=True))
-    quick = TrainConfig(batch_size=4, steps=3, warmup_steps=0, eval_every=0, checkpoint_every=0)
-    profile = get_profile("smoke").replace(
-        image_size=16, vqvae_train=quick, prior_train=quick,
-        prior=PixelCNNConfig(architecture="masked", channels=8, n_layers=1, mask_steps=2))
-    model, result = pipeline.load_or_train_prior(profile, source, progress=False)
-    run = pipeline.default_run_dir(profile, source)
+    cfg = PixelCNNConfig(architecture="masked", channels=8, n_layers=1, mask_steps=2)
+    model, result, loaded = pipeline_prior_roundtrip(tmp_path, monkeypatch, cfg)
     assert isinstance(model, MaskedCodePrior) and result.step == 3
-    loaded = pipeline.load_prior(run / "prior.pt", torch.device("cpu"), vqvae_path=run / "vqvae.pt")
     assert isinstance(loaded, MaskedCodePrior) and loaded.latent_shape == (4, 4)
-    for name, tensor in model.state_dict().items():
-        assert torch.equal(tensor, loaded.state_dict()[name]), name
     codes = sample(loaded, 2, labels=0, seed=0)
     assert codes.shape == (2, 4, 4) and torch.equal(codes, sample(loaded, 2, labels=0, seed=0))
     assert isinstance(build_prior(loaded.config), MaskedCodePrior)

@@ -5,11 +5,10 @@ import math
 
 import pytest
 import torch
-from conftest import tiny_imagefolder
+from conftest import pipeline_prior_roundtrip
 
-from vqvae_lib import pipeline
 from vqvae_lib.coarse import build_prior
-from vqvae_lib.config import PixelCNNConfig, TrainConfig, get_profile
+from vqvae_lib.config import PixelCNNConfig
 from vqvae_lib.pixelcnn import init_from_codes, receptive_field
 from vqvae_lib.prior import evaluate_prior
 from vqvae_lib.sampling import sample
@@ -124,20 +123,11 @@ def test_bad_settings_are_refused_by_name():
 
 
 def test_pipeline_trains_saves_and_loads_a_transformer_prior(tmp_path, monkeypatch):
-    monkeypatch.setenv("VQVAE_HOME", str(tmp_path / "home"))
-    source = str(tiny_imagefolder(tmp_path / "slices", (16, 16), (4, 3), textured=True))
-    quick = TrainConfig(batch_size=4, steps=3, warmup_steps=0, eval_every=0, checkpoint_every=0)
-    profile = get_profile("smoke").replace(
-        image_size=16, vqvae_train=quick, prior_train=quick,
-        prior=PixelCNNConfig(architecture="transformer", channels=8, n_layers=2, heads=2))
-    model, result = pipeline.load_or_train_prior(profile, source, progress=False)
-    run = pipeline.default_run_dir(profile, source)
+    cfg = PixelCNNConfig(architecture="transformer", channels=8, n_layers=2, heads=2)
+    model, result, loaded = pipeline_prior_roundtrip(tmp_path, monkeypatch, cfg)
     assert isinstance(model, CodeTransformer) and result.step == 3
     assert (model.config.height, model.config.width) == (4, 4)
-    loaded = pipeline.load_prior(run / "prior.pt", torch.device("cpu"), vqvae_path=run / "vqvae.pt")
     assert isinstance(loaded, CodeTransformer) and loaded.latent_shape == (4, 4)
-    for name, tensor in model.state_dict().items():
-        assert torch.equal(tensor, loaded.state_dict()[name]), name
     codes = sample(loaded, 2, labels=0, seed=0)
     assert codes.shape == (2, 4, 4) and torch.equal(codes, sample(loaded, 2, labels=0, seed=0, naive=True))
     assert isinstance(build_prior(loaded.config), CodeTransformer)

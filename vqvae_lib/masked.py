@@ -144,9 +144,9 @@ class MaskedCodePrior(nn.Module):
         nats, revealed = codes.new_zeros((), dtype=torch.float32), 0
         for step in range(steps):
             now = total - hidden_after(step, steps, total)                          # revealed after this step
-            hidden = (rank >= revealed).expand(B, h, w)
-            group = (rank >= revealed) & (rank < now)                               # (h, w)
-            logits = self(self.hide(codes, hidden), labels).float()                 # (B, K, h, w)
+            hidden = rank >= revealed                                               # (h, w)
+            group = hidden & (rank < now)                                           # revealed in this step
+            logits = self(self.hide(codes, hidden.expand(B, h, w)), labels).float()  # (B, K, h, w)
             step_nats = F.cross_entropy(logits, codes, reduction="none")            # (B, h, w)
             nats = nats + step_nats[:, group].sum()
             revealed = now

@@ -61,9 +61,15 @@ def distribution(logits: torch.Tensor, temperature: float = 1.0, top_k: int | No
 def choose(logits: torch.Tensor, u: torch.Tensor, temperature: float = 1.0, top_k: int | None = None) -> torch.Tensor:
     """Inverse-CDF sampling: logits (B, K), uniforms u (B,) in [0, 1) -> codes (B,) long: the first code
     whose cumulative probability (``distribution``) exceeds u."""
-    cdf = distribution(logits, temperature, top_k).cumsum(dim=-1)        # (B, K)
+    return inverse_cdf(distribution(logits, temperature, top_k), u)
+
+
+def inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+    """probs (B, K), uniforms u (B,) in [0, 1) -> codes (B,) long: the first code whose cumulative probability
+    exceeds u (times the total, so that rounding never runs past the last code)."""
+    cdf = probs.cumsum(dim=-1)                                            # (B, K)
     target = u.to(cdf) * cdf[:, -1]                                       # (B,)
-    return (cdf <= target[:, None]).sum(dim=-1).clamp(max=logits.shape[-1] - 1)
+    return (cdf <= target[:, None]).sum(dim=-1).clamp(max=probs.shape[-1] - 1)
 
 
 def uniforms(n: int, shape: tuple[int, int], seed: int | torch.Generator) -> torch.Tensor:
@@ -140,7 +146,7 @@ def masked_loop(model: MaskedCodePrior, codes: torch.Tensor, labels, generator: 
     to_draw = (H - keep_rows) * W
     for step in range(steps):
         u = uniforms(n, (H, W), generator).to(codes.device)                          # candidate choice
-        noise = uniforms(n, (H, W), generator).to(codes.device)                      # confidence noise
+        g = uniforms(n, (H, W), generator).to(codes.device)                          # confidence noise
         candidates, confidence = torch.empty_like(codes), torch.empty(n, H, W, dtype=torch.float64,
                                                                         device=codes.device)
         for s in range(0, n, chunk):
@@ -150,11 +156,10 @@ def masked_loop(model: MaskedCodePrior, codes: torch.Tensor, labels, generator: 
             if groups is not None:
                 logits = logits.masked_fill(~support[groups[part]], float("-inf"))
             probs = distribution(logits.reshape(-1, K), temperature, top_k)          # (c H W, K)
-            cdf = probs.cumsum(dim=-1)
-            pick = (cdf <= (u[part].reshape(-1, 1) * cdf[:, -1:])).sum(dim=-1).clamp(max=K - 1)  # (c H W,)
+            pick = inverse_cdf(probs, u[part].reshape(-1))                           # (c H W,)
             candidates[part] = pick.view(-1, H, W)
             confidence[part] = probs.gather(1, pick[:, None]).log().view(-1, H, W)
-        gumbel = -torch.log(-torch.log(noise.clamp(1e-12, 1 - 1e-12)))
+        gumbel = -torch.log(-torch.log(g.clamp(1e-12, 1 - 1e-12)))
         score = confidence + noise * (1 - (step + 1) / steps) * gumbel
         score = score.masked_fill(known, float("inf")).view(n, -1)                   # (n, H W)
         reveal = H * W - hidden_after(step, steps, to_draw)                          # known after this step
