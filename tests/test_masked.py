@@ -11,7 +11,7 @@ from vqvae_lib.coarse import build_prior
 from vqvae_lib.config import PixelCNNConfig, TrainConfig
 from vqvae_lib.masked import MaskedCodePrior, hidden_after
 from vqvae_lib.prior import prior_loss
-from vqvae_lib.sampling import choose, code_support, sample, uniforms
+from vqvae_lib.sampling import choose, code_support, next_code_distribution, sample, uniforms
 from vqvae_lib.train import fit
 
 K, SHAPE = 7, (4, 8)
@@ -158,6 +158,24 @@ def test_bad_settings_are_refused_by_name():
         model(torch.randint(K, (1, *SHAPE)), torch.tensor([0]))
     with pytest.raises(ValueError, match="conditional on 2 labels"):
         tiny(n_labels=2)(torch.randint(K, (1, *SHAPE)))
+
+
+def test_next_code_distribution_reads_only_the_codes_before_the_position():
+    """The widget's one-position view: a masked prior predicts (i, j) from the raster prefix, hidden after it."""
+    model = tiny(n_labels=2)
+    codes = torch.randint(K, SHAPE)
+    probs = next_code_distribution(model, codes, (1, 3), labels=1)
+    assert probs.shape == (K,) and probs.dtype == torch.float64 and abs(float(probs.sum()) - 1) < 1e-9
+    later = codes.clone()
+    later[1, 3:] = (later[1, 3:] + 1) % K                      # (1, 3) itself and everything after it
+    later[2:] = (later[2:] + 2) % K
+    assert torch.equal(next_code_distribution(model, later, (1, 3), labels=1), probs)
+    earlier = codes.clone()
+    earlier[1, 2] = (earlier[1, 2] + 1) % K                    # the position just before
+    assert not torch.allclose(next_code_distribution(model, earlier, (1, 3), labels=1), probs)
+    hidden = torch.arange(codes.numel()).view(SHAPE) >= 1 * SHAPE[1] + 3
+    expected = torch.softmax(model(model.hide(codes, hidden)[None], torch.tensor([1]))[0, :, 1, 3].double(), 0)
+    assert torch.allclose(probs, expected)
 
 
 def test_pipeline_trains_saves_and_loads_a_masked_prior(tmp_path, monkeypatch):

@@ -151,14 +151,16 @@ def masked_loop(model: MaskedCodePrior, codes: torch.Tensor, labels, generator: 
                                                                         device=codes.device)
         for s in range(0, n, chunk):
             part = slice(s, s + chunk)
-            logits = model(model.hide(codes[part], ~known[part]), None if labels is None else labels[part])
-            logits = logits.permute(0, 2, 3, 1)                                      # (c, H, W, K)
+            hidden = ~known[part]                                                    # (c, H, W)
+            logits = model(model.hide(codes[part], hidden), None if labels is None else labels[part])
+            logits = logits.permute(0, 2, 3, 1)[hidden]                              # (m, K): hidden positions only
             if groups is not None:
-                logits = logits.masked_fill(~support[groups[part]], float("-inf"))
-            probs = distribution(logits.reshape(-1, K), temperature, top_k)          # (c H W, K)
-            pick = inverse_cdf(probs, u[part].reshape(-1))                           # (c H W,)
-            candidates[part] = pick.view(-1, H, W)
-            confidence[part] = probs.gather(1, pick[:, None]).log().view(-1, H, W)
+                logits = logits.masked_fill(~support[groups[part]][hidden], float("-inf"))
+            probs = distribution(logits, temperature, top_k)                         # (m, K)
+            pick = inverse_cdf(probs, u[part][hidden])                               # (m,)
+            candidates[part] = codes[part].masked_scatter(hidden, pick)              # known ones unchanged
+            confidence[part] = 0.0                                                   # known ones: revealed anyway
+            confidence[part] = confidence[part].masked_scatter(hidden, probs.gather(1, pick[:, None]).log())
         gumbel = -torch.log(-torch.log(g.clamp(1e-12, 1 - 1e-12)))
         score = confidence + noise * (1 - (step + 1) / steps) * gumbel
         score = score.masked_fill(known, float("inf")).view(n, -1)                   # (n, H W)
@@ -410,10 +412,14 @@ def next_code_distribution(model: nn.Module, codes: torch.Tensor, position: tupl
                            support: torch.Tensor | None = None) -> torch.Tensor:
     """The distribution the sampler draws the code at ``position`` = (i, j) from, given the code map
     ``codes`` (h, w) (only the codes before (i, j) in raster order matter), ``labels`` (None or an int) and
-    ``support`` (as in ``sample``): (K,) float64 on the CPU."""
+    ``support`` (as in ``sample``): (K,) float64 on the CPU. A masked-code prior reads the map with (i, j) and
+    every later position hidden, so it too predicts from the codes before (i, j) only."""
     device = next(model.parameters()).device
     i, j = position
     labels = _labels(labels, 1, device)
+    if isinstance(model, MaskedCodePrior):
+        h, w = codes.shape
+        codes = model.hide(codes, torch.arange(h * w, device=codes.device).view(h, w) >= i * w + j)
     logits = model(codes.to(device)[None], labels)[:, :, i, j]                       # (1, K)
     groups = _support_groups(support, labels, 1, tuple(codes.shape), model, device)
     support = None if support is None else support.to(device)
