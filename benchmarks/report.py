@@ -437,6 +437,14 @@ def masked_lines() -> list[str]:
                     "at this budget none of these settings moves the critic. A perfect prior would "
                     f"score {base['decoder']['two_sample_accuracy']:.3f} through this VQ-VAE (its reconstructions of "
                     "the real test slices).")
+    if base is not None and "mirror_symmetry" in base["samples"]:
+        verdict += (" One thing they still get wrong is symmetry: the left-right symmetry of the brain outline (IoU "
+                    "of each brain mask with its mirror image about its own centre column) is "
+                    f"{base['samples']['mirror_symmetry']:.3f} for the PixelCNN's samples (T = "
+                    f"{base['sampling']['temperature']:g}, top-k {base['sampling']['top_k']}) against "
+                    f"{base['real']['mirror_symmetry']:.3f} for real test slices and "
+                    f"{base['decoder']['mirror_symmetry']:.3f} for their reconstructions: the decoder keeps the "
+                    "symmetry, the prior loses some of it.")
     return ["### A masked-code prior (MaskGIT-style), measured", "",
             "The PixelCNN decides a slice's layout row by row. A masked-code prior (`vqvae_lib.masked`, "
             "`PixelCNNConfig(architecture=\"masked\")`) predicts every hidden code from all the visible codes around "

@@ -13,6 +13,7 @@ from vqvae_lib.sample_quality import (
     empty_frame,
     load_samples,
     measure,
+    mirror_symmetry,
     nearest_neighbour_ssim,
     nearest_neighbours,
     pairwise_ssim,
@@ -121,6 +122,25 @@ def test_border_tissue_flags_brains_in_the_border():
     assert not border_tissue(speck, frame) and border_tissue(speck, frame, min_pixels=3)
     with pytest.raises(ValueError, match="frame"):
         border_tissue(held_out, frame[:32])
+
+
+def test_mirror_symmetry_of_symmetric_lopsided_and_empty_outlines():
+    yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    ellipse = (((yy - 15) / 10) ** 2 + ((xx - 12) / 7) ** 2 < 1).float()       # symmetric, off the image's centre
+    flag = torch.zeros(32, 32)
+    flag[10:20, 10:14] = 1                                                      # a 10 x 4 bar (40 pixels) ...
+    flag[10:12, 14:16] = 1                                                      # ... with a 2 x 2 flag on its right
+    # centre column (40 * 11.5 + 4 * 14.5) / 44 = 11.77: mirrored x -> 24 - x; by hand, 34 pixels shared of 54
+    tail = ellipse.clone()
+    tail[14:17, 19:27] = 1                                                      # a growth on one side only
+    images = torch.stack([ellipse, flag, tail, torch.zeros(32, 32)])[:, None] * 0.7
+    sym = mirror_symmetry(images)
+    assert sym.shape == (4,) and sym[0] == 1.0 and sym[3] == 0.0
+    assert sym[1] == pytest.approx(34 / 54) and 0.6 < sym[2] < 0.95
+    assert torch.equal(mirror_symmetry(images.flip(-1)), sym)                   # left and right alike
+    assert torch.equal(mirror_symmetry((images * 255).to(torch.uint8)), sym)    # uint8 images too
+    report = measure(images[:3], images[:3], images, two_sample=False)
+    assert report.summary()["mirror_symmetry"] == pytest.approx(float(sym[:3].mean()))
 
 
 def test_pairwise_ssim_of_identical_and_independent_images(train):

@@ -22,6 +22,8 @@
 - Intensities: the Wasserstein-1 distance between the intensities of the brain pixels (above
   ``BRAIN_THRESHOLD``) of the samples and of held-out real slices, in intensity units ([0, 1]).
 - Brain area: the fraction of pixels above ``BRAIN_THRESHOLD`` per image, mean and std, vs the real ones.
+- Mirror symmetry: the IoU of each brain mask with itself mirrored about its own centre column (1: a perfectly
+  symmetric outline); compare it with the real slices'.
 
 ``measure`` computes all of them; ``real_ceiling`` computes the same for held-out real slices, the best a
 generator can hope for. Do the same for samples of the independent-codes prior
@@ -133,6 +135,26 @@ def chunks(images: torch.Tensor, chunk: int = 512):
 def brain_area(images: torch.Tensor, threshold: float = BRAIN_THRESHOLD) -> torch.Tensor:
     """(N, 1, S, S) -> (N,) fraction of pixels above ``threshold``."""
     parts = [(part > threshold).float().mean(dim=(1, 2, 3)) for part in chunks(images)]
+    return torch.cat(parts) if parts else torch.zeros(0)
+
+
+def mirror_symmetry(images: torch.Tensor, threshold: float = BRAIN_THRESHOLD) -> torch.Tensor:
+    """Left-right symmetry of each brain outline: (N, 1, S, S) -> (N,) the IoU of the brain mask (pixels above
+    ``threshold``) with the same mask mirrored about its own centre column (the mean column of its brain pixels,
+    to the nearest half pixel), so that a brain off the image's centre is not penalised: 1 for a mirror-symmetric
+    outline; 0 for an image without brain pixels."""
+    parts = []
+    for part in chunks(images):
+        mask = part[:, 0] > threshold                                              # (c, S, S)
+        S = mask.shape[-1]
+        columns = torch.arange(S, dtype=torch.float32)
+        centre = (mask * columns).sum(dim=(1, 2)) / mask.sum(dim=(1, 2)).clamp(min=1)   # (c,)
+        shift = torch.round(2 * centre - (S - 1)).long()                           # x -> 2 centre - x
+        source = torch.arange(S)[None] - shift[:, None]                            # (c, S) column of the flip
+        inside = (source >= 0) & (source < S)
+        mirrored = mask.flip(-1).gather(2, source.clamp(0, S - 1)[:, None].expand(-1, S, -1)) & inside[:, None]
+        union = (mask | mirrored).sum(dim=(1, 2))
+        parts.append(torch.where(union > 0, (mask & mirrored).sum(dim=(1, 2)) / union.clamp(min=1), 0.0))
     return torch.cat(parts) if parts else torch.zeros(0)
 
 
@@ -324,6 +346,7 @@ class SampleReport:
     two_sample_accuracy: float | None = None  # held-out accuracy of a CNN telling images from real; 0.5 is best
     two_sample_runs: list[float] | None = None  # ... the accuracy of each critic seed (the mean is the one above)
     depth_agreement: float | None = None      # share whose nearest training slice has the requested label
+    symmetry: torch.Tensor | None = None      # (n,) left-right symmetry of each brain outline (``mirror_symmetry``)
 
     @property
     def share_realistic(self) -> float:
@@ -344,6 +367,7 @@ class SampleReport:
             "real_area_mean": float(self.real_area.mean()), "real_area_std": float(self.real_area.std(correction=0)),
             "two_sample_accuracy": self.two_sample_accuracy, "two_sample_accuracy_runs": self.two_sample_runs,
             "depth_agreement": self.depth_agreement,
+            "mirror_symmetry": None if self.symmetry is None else float(self.symmetry.mean()),
         }
         return {name: value for name, value in numbers.items() if value is not None}
 
@@ -373,7 +397,8 @@ def measure(samples: torch.Tensor, real: torch.Tensor, train: torch.Tensor, *, t
         pairwise_ssim=pairwise_ssim(samples, max_pairs, seed) if len(samples) > 1 else None,
         intensity_w1=intensity_distance(samples, real), area=brain_area(samples), real_area=brain_area(real),
         two_sample_accuracy=None if runs is None else sum(runs) / len(runs),
-        two_sample_runs=None if runs is None or len(runs) == 1 else runs, depth_agreement=agreement)
+        two_sample_runs=None if runs is None or len(runs) == 1 else runs, depth_agreement=agreement,
+        symmetry=mirror_symmetry(samples))
 
 
 def real_ceiling(real: torch.Tensor, train: torch.Tensor, n: int | None = None, *, train_labels=None,
