@@ -381,9 +381,11 @@ def top_k_lines() -> list[str]:
 
 MASKED = {"masked-t0.8-k32-depth": "`masked`: width 64", "masked-depth": "`masked`: width 64",
           "masked-c32-t0.8-k32-depth": "`masked-c32`: width 32",
-          "masked-c32-depth-steps32-noise20": "`masked-c32`: width 32, 32 steps, confidence noise 20"}
+          "masked-c32-depth-steps32-noise20": "`masked-c32`: width 32, 32 steps, confidence noise 20",
+          "masked-c32-3+20min-t0.8-k32-depth": "`masked-c32`: width 32"}
 PIXELCNN_SAME_VQ = {"position-t0.8-k32-depth-rerun": "the class PixelCNN (`position`)",
-                    "position-depth-rerun": "the class PixelCNN (`position`)"}
+                    "position-depth-rerun": "the class PixelCNN (`position`)",
+                    "position-3+20min-t0.8-k32-depth-rerun": "the class PixelCNN (`position`)"}
 
 
 def masked_lines() -> list[str]:
@@ -398,22 +400,25 @@ def masked_lines() -> list[str]:
     pixelcnn = [(w, r) for w, r in pixelcnn if all(r["vqvae"][key] == first["vqvae"][key] for key in same_vq)]
     runs += pixelcnn
     base = pixelcnn[0][1] if pixelcnn else None
-    rows = ["| prior | sampling | prior steps | bits/code (test) | NN SSIM | share > 0.6 | pairwise SSIM | "
-            "intensity W1 | depth agreement | two-sample acc. | 16 samples (s) |", "|---" * 11 + "|"]
+    rows = ["| prior | sampling | minutes | prior steps | bits/code (test) | NN SSIM | share > 0.6 | pairwise SSIM | "
+            "intensity W1 | depth agreement | two-sample acc. | 16 samples (s) |", "|---" * 12 + "|"]
     for what, r in runs:
         v, s = r["samples"], r["sampling"]
         setting = f"T = {s['temperature']:g}" + (f", top-k {s['top_k']}" if s["top_k"] else "")
-        rows.append(f"| {what} | {setting} | {r['prior']['steps']} | {r['prior']['test_bits_per_code']:.2f} | "
+        rows.append(f"| {what} | {setting} | {r['prior']['minutes']:g} | {r['prior']['steps']} | "
+                    f"{r['prior']['test_bits_per_code']:.2f} | "
                     f"{v['nn_ssim_mean']:.3f} | {v['nn_ssim_share_above_0.6'] * 100:.0f} % | "
                     f"{v['pairwise_ssim']:.3f} | "
                     f"{v['intensity_w1']:.3f} | {v['depth_agreement'] * 100:.0f} % | {v['two_sample_accuracy']:.3f} | "
                     f"{s['seconds_for_16']:.1f} |")
     real = first["real"]
-    rows.append(f"| real test slices | | | | {real['nn_ssim_mean']:.3f} | "
+    rows.append(f"| real test slices | | | | | {real['nn_ssim_mean']:.3f} | "
                 f"{real['nn_ssim_share_above_0.6'] * 100:.0f} % | "
                 f"{real['pairwise_ssim']:.3f} | {real['intensity_w1']:.3f} | {real['depth_agreement'] * 100:.0f} % | "
                 f"{real['two_sample_accuracy']:.3f} | |")
-    best = max((r for w, r in runs if r["variant"].startswith("masked")), key=lambda r: r["samples"]["nn_ssim_mean"])
+    minutes = first["prior"]["minutes"]
+    best = max((r for w, r in runs if r["variant"].startswith("masked") and r["prior"]["minutes"] == minutes),
+               key=lambda r: r["samples"]["nn_ssim_mean"])
     verdict = ""
     if base is not None:
         b, p = best["samples"], base["samples"]
@@ -437,14 +442,16 @@ def masked_lines() -> list[str]:
                     "at this budget none of these settings moves the critic. A perfect prior would "
                     f"score {base['decoder']['two_sample_accuracy']:.3f} through this VQ-VAE (its reconstructions of "
                     "the real test slices).")
-    if base is not None and "mirror_symmetry" in base["samples"]:
-        verdict += (" One thing they still get wrong is symmetry: the left-right symmetry of the brain outline (IoU "
-                    "of each brain mask with its mirror image about its own centre column) is "
-                    f"{base['samples']['mirror_symmetry']:.3f} for the PixelCNN's samples (T = "
-                    f"{base['sampling']['temperature']:g}, top-k {base['sampling']['top_k']}) against "
-                    f"{base['real']['mirror_symmetry']:.3f} for real test slices and "
-                    f"{base['decoder']['mirror_symmetry']:.3f} for their reconstructions: the decoder keeps the "
-                    "symmetry, the prior loses some of it.")
+    longer = [r for _, r in runs if r["prior"]["minutes"] > minutes and r["sampling"]["top_k"]]
+    masked_long = [r for r in longer if r["variant"].startswith("masked")]
+    pixelcnn_long = [r for r in longer if not r["variant"].startswith("masked")]
+    if masked_long and pixelcnn_long:
+        m, p = masked_long[0], pixelcnn_long[0]
+        verdict += (f" Trained {m['prior']['minutes']:g} minutes instead of {minutes:g} (masked {m['prior']['steps']} "
+                    f"steps, PixelCNN {p['prior']['steps']}), the masked prior reaches NN SSIM "
+                    f"{m['samples']['nn_ssim_mean']:.3f} and two-sample accuracy "
+                    f"{m['samples']['two_sample_accuracy']:.3f}, the PixelCNN {p['samples']['nn_ssim_mean']:.3f} and "
+                    f"{p['samples']['two_sample_accuracy']:.3f}.")
     return ["### A masked-code prior (MaskGIT-style), measured", "",
             "The PixelCNN decides a slice's layout row by row. A masked-code prior (`vqvae_lib.masked`, "
             "`PixelCNNConfig(architecture=\"masked\")`) predicts every hidden code from all the visible codes around "
@@ -453,7 +460,7 @@ def masked_lines() -> list[str]:
             "2022). Its bits per code are those of a fixed random order revealed in as many groups: a proper "
             "likelihood, but of a weaker sampler, so they sit above the PixelCNN's. The masked rows share one "
             f"{first['vqvae']['minutes']:g}-minute VQ-VAE ({first['vqvae']['steps']} steps, reconstructions "
-            f"{first['vqvae']['test']['ssim_mean']:.3f}); prior {first['prior']['minutes']:g} minutes, support by "
+            f"{first['vqvae']['test']['ssim_mean']:.3f}); the prior's minutes in the table, support by "
             f"{first['sampling']['support']}, 256 samples, seed 0, one training each:", "",
             *rows, "", verdict.strip(), "",
             "Commands: `python benchmarks/sample_quality.py --data default --variant masked --temperature 0.8 "
@@ -461,6 +468,52 @@ def masked_lines() -> list[str]:
             "--mask-noise G` change the masked sampler's steps and confidence noise); the PixelCNN on the same "
             "VQ-VAE: `--variant position --temperature 0.8 --top-k 32 --support depth --tag rerun` (and "
             "`--temperature 1` without `--top-k`).", ""]
+
+
+def mirror_lines() -> list[str]:
+    """The mirror lever (``PixelCNNConfig.mirror``) against the class PixelCNN on the same VQ-VAE, from the records."""
+    mirror, base = load("sample-quality-default-mirror-t0.8-k32-depth"), load(TOP_K + "-k32-depth-rerun")
+    if mirror is None or base is None or "mirror_symmetry" not in base["samples"]:
+        return []
+    rows = ["| prior | prior steps | bits/code (test) | NN SSIM | share > 0.6 | border | pairwise SSIM | "
+            "intensity W1 | depth agreement | two-sample acc. (three critics) | mirror symmetry |", "|---" * 11 + "|"]
+    for what, r in (("the class PixelCNN (`position`)", base), ("with `mirror` (variant `mirror`)", mirror)):
+        v = r["samples"]
+        rows.append(f"| {what} | {r['prior']['steps']} | {r['prior']['test_bits_per_code']:.2f} | "
+                    f"{v['nn_ssim_mean']:.3f} | {v['nn_ssim_share_above_0.6'] * 100:.0f} % | "
+                    f"{v['border_tissue_samples']} | {v['pairwise_ssim']:.3f} | {v['intensity_w1']:.3f} | "
+                    f"{v['depth_agreement'] * 100:.0f} % | {v['two_sample_accuracy']:.3f} ("
+                    + ", ".join(f"{x:.3f}" for x in v["two_sample_accuracy_runs"]) + f") | "
+                    f"{v['mirror_symmetry']:.3f} |")
+    for what, v in (("real test slices", base["real"]), ("their reconstructions", base["decoder"])):
+        rows.append(f"| {what} | | | {v['nn_ssim_mean']:.3f} | {v['nn_ssim_share_above_0.6'] * 100:.0f} % | "
+                    f"{v['border_tissue_samples']} | {v['pairwise_ssim']:.3f} | {v['intensity_w1']:.3f} | "
+                    f"{v['depth_agreement'] * 100:.0f} % | {v['two_sample_accuracy']:.3f} | "
+                    f"{v['mirror_symmetry']:.3f} |")
+    m, b = mirror["samples"], base["samples"]
+    gap = base["real"]["mirror_symmetry"] - b["mirror_symmetry"]
+    closed = (m["mirror_symmetry"] - b["mirror_symmetry"]) / gap if gap > 0 else 0.0
+    critic_spread = max(max(v["two_sample_accuracy_runs"]) - min(v["two_sample_accuracy_runs"]) for v in (m, b))
+    better = m["two_sample_accuracy"] < b["two_sample_accuracy"] - critic_spread
+    return ["### Mirror context for the PixelCNN, measured", "",
+            "A brain is nearly left-right symmetric, but the gated PixelCNN's horizontal stack reaches only a few "
+            "columns to the left: the right half of a row is drawn without seeing its mirror image (samples' outlines "
+            "are less symmetric than real ones, last column). With `PixelCNNConfig.mirror`, the features before the "
+            "output head at (i, j) also get a projection of the code at (i, w - 1 - j) when that one was drawn first "
+            "(still causal; it starts at zero). Both priors on the same "
+            f"{base['vqvae']['minutes']:g}-minute VQ-VAE ({base['vqvae']['steps']} steps), {base['prior']['minutes']:g}"
+            f" minutes of prior training, the class sampling settings (T = {base['sampling']['temperature']:g}, "
+            f"top-k {base['sampling']['top_k']}, support by {base['sampling']['support']}), 256 samples, seed 0:", "",
+            *rows, "",
+            f"Mirror symmetry: the IoU of each brain mask with its mirror about its own centre column. `mirror` moves "
+            f"it from {b['mirror_symmetry']:.3f} to {m['mirror_symmetry']:.3f} ({closed * 100:.0f} % of the gap to "
+            f"real slices, {base['real']['mirror_symmetry']:.3f}); NN SSIM {b['nn_ssim_mean']:.3f} -> "
+            f"{m['nn_ssim_mean']:.3f}, two-sample accuracy {b['two_sample_accuracy']:.3f} -> "
+            f"{m['two_sample_accuracy']:.3f} (one setting's three critics lie up to {critic_spread:.3f} apart): "
+            + ("the critic finds the samples more real." if better else "the critic does not find them more real, "
+               "and the class profile keeps the plain prior."), "",
+            "Command: `python benchmarks/sample_quality.py --data default --variant mirror --temperature 0.8 "
+            "--top-k 32 --support depth` (the PixelCNN: `--variant position ... --tag rerun`).", ""]
 
 
 def top_k_verdict(s: list[dict]) -> str:
@@ -737,7 +790,7 @@ def main() -> None:
                       f"![Sample quality against the prior's training time](../figures/{time_figure(curve).name})", "",
                       "Command: `python benchmarks/sample_quality.py --data default --variant position "
                       "--prior-minutes M`.", ""]
-        lines += stretch_lines() + top_k_lines() + masked_lines()
+        lines += stretch_lines() + top_k_lines() + masked_lines() + mirror_lines()
     if runs:
         lines += ["## Training throughput", "",
                   f"Steady-state rate over the second half of {runs[0]['steps']} steps from scratch (after warm-up and "

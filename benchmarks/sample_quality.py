@@ -38,6 +38,7 @@ VARIANTS = {
     "class": ({}, {}, {}, {}),               # the class profile; at the class budget: the notebooks' own runs
     "position": ({}, {}, {}, {}),            # the same settings in runs/bench-sq-...: compare with the variants there
     "no-position": ({}, {"position": False}, {}, {}),
+    "mirror": ({}, {"mirror": True}, {}, {}),           # the right half of each row also reads its mirror position
     "k128": ({"codebook_size": 128}, {}, {}, {}),
     "ds8": ({"downsample": 8}, {}, {}, {}),
     "prior-c64": ({}, {"channels": 64}, {}, {}),

@@ -25,7 +25,7 @@ def test_blur_keeps_constant_images_and_the_mean_and_spreads_a_point():
 
 def test_intensity_matched_takes_the_reference_histogram_and_keeps_order_and_background():
     g = torch.Generator().manual_seed(0)
-    images = torch.rand(4, 1, 8, 8, generator=g) * 0.5                        # brain pixels 0.1 .. 0.5
+    images = torch.rand(4, 1, 8, 8, generator=g) * 0.5                        # 0 .. 0.5: brain above 0.1
     images[:, :, :2] = 0.0                                                    # background
     reference = 0.5 + torch.rand(4, 1, 8, 8, generator=g) * 0.5              # brighter, other spread
     out = critic_cues.intensity_matched(images, reference, threshold=0.1)

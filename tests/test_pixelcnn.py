@@ -59,6 +59,32 @@ def test_position_biases_keep_the_model_causal_and_tell_rows_apart():
         model(torch.zeros(1, SHAPE[0] + 1, SHAPE[1], dtype=torch.long))
 
 
+@pytest.mark.parametrize("shape", [SHAPE, (4, 7)], ids=["even-width", "odd-width"])
+def test_mirror_reaches_across_the_row_and_stays_causal(shape):
+    """With ``mirror``, (i, j) in a row's right half sees its mirror (i, w - 1 - j) however far; never itself
+    (the centre column of an odd width) or the future."""
+    model = tiny(n_layers=1, mirror=True)                        # one layer: the stacks reach 2 columns left
+    plain = tiny(n_layers=1)
+    codes = torch.randint(5, (2, *shape))
+    assert torch.equal(model(codes), plain(codes))               # the mirror projection starts at zero
+    with torch.no_grad():
+        model.mirror.weight.normal_()
+    w = shape[1]
+    for position in positions(shape):
+        field = receptive_field(model, position, shape, n_inputs=2)
+        assert field[later_or_here(position, shape)].abs().max() == 0, position
+        i, j = position
+        if j > w - 1 - j:                                        # its mirror came first: seen, however far
+            assert field[i, w - 1 - j] > 0, position
+    assert receptive_field(plain, (2, w - 1), shape, n_inputs=2)[2, 0] == 0   # without it: out of reach
+    with pytest.raises(ValueError, match="not the plain MaskedPixelCNN"):
+        tiny(MaskedPixelCNN, mirror=True)
+    with pytest.raises(ValueError, match="one-level gated prior"):
+        PixelCNNConfig(architecture="transformer", mirror=True)
+    with pytest.raises(ValueError, match="one-level gated prior"):
+        PixelCNNConfig(coarse_codes=16, mirror=True)
+
+
 def test_conditional_gated_stacks_are_causal_too():
     model = tiny(n_layers=3, n_labels=3)
     labels = torch.tensor([2, 0])

@@ -156,6 +156,8 @@ class PixelCNNConfig:
                                   # depth9 / depth12 / depth18: finer bands give samples closer to real slices)
     position: bool = True         # learned row and column biases before each gate (where am I in the map?);
                                   # gated only: a transformer always has position embeddings
+    mirror: bool = False          # gated only: a position in the right half of a row also reads the code at its
+                                  # mirror position (i, w - 1 - j), drawn before it (left-right symmetry)
     init_from_codes: bool = False # start from the data: code embedding = the codebook's principal components,
                                   # output = the training histogram of codes (``pixelcnn.init_from_codes``)
     codebook_size: int = 512      # K: filled in from the VQ-VAE by the pipeline
@@ -180,6 +182,10 @@ class PixelCNNConfig:
             raise ValueError(f"a {self.architecture} prior has no coarse map, conditioning map or init_from_codes; got "
                              f"coarse_codes={self.coarse_codes}, cond_channels={self.cond_channels}, "
                              f"init_from_codes={self.init_from_codes}")
+        if self.mirror and (self.architecture != "gated" or self.coarse_codes or self.cond_channels):
+            raise ValueError(f"PixelCNNConfig.mirror is for a one-level gated prior, got architecture "
+                             f"{self.architecture!r}, coarse_codes={self.coarse_codes}, "
+                             f"cond_channels={self.cond_channels}")
         if self.kernel_size < 3 or self.kernel_size % 2 == 0:
             raise ValueError(f"PixelCNNConfig.kernel_size must be odd and >= 3, got {self.kernel_size}")
         for name in ("channels", "n_layers", "codebook_size"):

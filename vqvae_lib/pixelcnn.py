@@ -20,6 +20,11 @@ image border has codes of its own, and samples then grow tissue along the bottom
 therefore adds a learned bias per row and per column, (2C, h, 1) + (2C, 1, w), before its gates, as the
 label bias is added: position is not data, so causality is untouched. They start at zero.
 
+Mirror (``PixelCNNConfig.mirror``): a brain is nearly left-right symmetric, but the horizontal stack of row i
+reaches only a few columns to the left, so the right half of a row is drawn without seeing its mirror image.
+With ``mirror``, the features before the output head at (i, j) also get a projection of the code at
+(i, w - 1 - j) when that position comes first (j > w - 1 - j); still causal, and it starts at zero.
+
 Conditioning map (``PixelCNNConfig.cond_channels``): a feature map ``cond`` (B, cond_channels, h, w) that is
 known before sampling starts (in ``vqvae_lib.coarse``: the coarse code map, drawn first) enters every gated
 layer through its own 1 x 1 convolution to 2C channels, added before the gates like the label bias
@@ -184,6 +189,10 @@ class GatedPixelCNN(CodePrior):
         super().__init__(cfg)
         self.layers = nn.ModuleList([GatedLayer(cfg, "A" if i == 0 else "B") for i in range(cfg.n_layers)])
         self.head = output_head(cfg)
+        self.mirror = nn.Conv2d(cfg.channels, cfg.channels, 1) if cfg.mirror else None
+        if self.mirror is not None:                      # starts as the plain prior, like the position biases
+            nn.init.zeros_(self.mirror.weight)
+            nn.init.zeros_(self.mirror.bias)
 
     def logits_from_embeddings(self, x: torch.Tensor, labels: torch.Tensor | None = None,
                                cond: torch.Tensor | None = None) -> torch.Tensor:
@@ -191,7 +200,25 @@ class GatedPixelCNN(CodePrior):
         v = h = x
         for layer in self.layers:
             v, h = layer(v, h, labels, cond)
-        return self.head(h)
+        return self.head(h + self.mirror_features(x))
+
+    def mirror_features(self, x: torch.Tensor) -> torch.Tensor | float:
+        """With ``mirror``: embedded codes (B, C, h, w) -> (B, C, h, w), at (i, j) a projection of the code at the
+        mirror position (i, w - 1 - j) where that lies before (i, j) in the row (j > w - 1 - j), else 0; added to
+        the features before the output head. The stacks reach a few columns to the left; this reaches across."""
+        if self.mirror is None:
+            return 0.0
+        columns = torch.arange(x.shape[-1], device=x.device)
+        after_mirror = (columns > x.shape[-1] - 1 - columns).to(x.dtype)           # (w,)
+        return self.mirror(x.flip(-1)) * after_mirror
+
+    def mirror_at(self, codes: torch.Tensor, i: int, j: int) -> torch.Tensor | float:
+        """``mirror_features`` at one position of code maps (n, h, w) whose codes before (i, j) are drawn:
+        (n, C, 1, 1), or 0."""
+        w = codes.shape[-1]
+        if self.mirror is None or j <= w - 1 - j:
+            return 0.0
+        return self.mirror(self.embed(codes[:, i:i + 1, w - 1 - j:w - j]))
 
 
 @torch.no_grad()
@@ -250,6 +277,8 @@ class MaskedPixelCNN(CodePrior):
     Code maps (B, h, w) long -> logits (B, K, h, w). Shows the blind spot; use ``GatedPixelCNN`` otherwise."""
 
     def __init__(self, cfg: PixelCNNConfig):
+        if cfg.mirror:
+            raise ValueError("PixelCNNConfig.mirror is for the gated PixelCNN, not the plain MaskedPixelCNN")
         super().__init__(cfg)
         C, k = cfg.channels, cfg.kernel_size
         self.convs = nn.ModuleList([MaskedConv2d(C, C, k, "A" if i == 0 else "B") for i in range(cfg.n_layers)])

@@ -11,7 +11,8 @@ Two samplers, one result:
   vertical stack is computed for row i alone (it depends on rows < i only, which are final), from
   cached vertical features of the rows above; at each position (i, j) every layer's horizontal stack
   is computed for that one position, from cached horizontal features of row i and the row's vertical
-  features. Exact, because of the causal structure (in the spirit of Ramachandran et al. 2017,
+  features (with ``mirror``, plus the projection of the mirror position's code, already drawn, before the
+  head). Exact, because of the causal structure (in the spirit of Ramachandran et al. 2017,
   "Fast Generation for Convolutional Autoregressive Models").
 - ``fast`` for a ``CodeTransformer``: a key/value cache. Each position runs every block on one token and
   attends to the cached keys and values of the positions before it (``cache_loop``).
@@ -194,7 +195,8 @@ def row_of(bias, i: int):
 
 def sample_row(model: GatedPixelCNN, codes: torch.Tensor, i: int, links: list[torch.Tensor], u: torch.Tensor,
                pick) -> None:
-    """Sample row i of ``codes`` position by position; only the horizontal stacks run."""
+    """Sample row i of ``codes`` position by position; only the horizontal stacks run (and, with ``mirror``,
+    the projection of the mirror position's code)."""
     n, _, W = codes.shape
     p, C = model.config.kernel_size // 2, model.config.channels
     # horizontal input of each layer on row i, p zero columns on the left: column c at index c + p;
@@ -205,7 +207,7 @@ def sample_row(model: GatedPixelCNN, codes: torch.Tensor, i: int, links: list[to
             h = layer.horizontal(h_in[l][..., j:j + p + 1], links[l][..., j:j + 1])  # (n, C, 1, 1)
             if l + 1 < len(h_in):
                 h_in[l + 1][..., j + p] = h[..., 0]
-        logits = model.head(h)[:, :, 0, 0]                                   # (n, K)
+        logits = model.head(h + model.mirror_at(codes, i, j))[:, :, 0, 0]    # (n, K)
         codes[:, i, j] = pick(logits, u[:, i, j], (i, j))
         h_in[0][:, :, 0, j + p + 1] = model.embedding(codes[:, i, j])         # (n, C)
 
@@ -413,7 +415,8 @@ def next_code_distribution(model: nn.Module, codes: torch.Tensor, position: tupl
     """The distribution the sampler draws the code at ``position`` = (i, j) from, given the code map
     ``codes`` (h, w) (only the codes before (i, j) in raster order matter), ``labels`` (None or an int) and
     ``support`` (as in ``sample``): (K,) float64 on the CPU. A masked-code prior reads the map with (i, j) and
-    every later position hidden, so it too predicts from the codes before (i, j) only."""
+    every later position hidden, so it too predicts from the codes before (i, j) only: a raster-order view of
+    it, not what its own sampler (parallel steps, any order) draws from."""
     device = next(model.parameters()).device
     i, j = position
     labels = _labels(labels, 1, device)
