@@ -382,7 +382,8 @@ def top_k_lines() -> list[str]:
 MASKED = {"masked-t0.8-k32-depth": "`masked`: width 64", "masked-depth": "`masked`: width 64",
           "masked-c32-t0.8-k32-depth": "`masked-c32`: width 32",
           "masked-c32-depth-steps32-noise20": "`masked-c32`: width 32, 32 steps, confidence noise 20",
-          "masked-c32-3+20min-t0.8-k32-depth": "`masked-c32`: width 32"}
+          "masked-c32-3+20min-t0.8-k32-depth": "`masked-c32`: width 32",
+          "masked-c32-3+40min-t0.8-k32-depth": "`masked-c32`: width 32"}
 PIXELCNN_SAME_VQ = {"position-t0.8-k32-depth-rerun": "the class PixelCNN (`position`)",
                     "position-depth-rerun": "the class PixelCNN (`position`)",
                     "position-3+20min-t0.8-k32-depth-rerun": "the class PixelCNN (`position`)"}
@@ -464,6 +465,13 @@ def masked_lines() -> list[str]:
                     + (": with more training time the masked prior wins; its bidirectional context pays off once it "
                        "has the steps to learn it." if wins_over(m["samples"], p["samples"])
                        else ": it does not win there either."))
+        if len(masked_long) > 1:
+            last = masked_long[-1]["samples"]
+            verdict += (f" Trained {masked_long[-1]['prior']['minutes']:g} minutes "
+                        f"({masked_long[-1]['prior']['steps']} steps), it reaches NN SSIM {last['nn_ssim_mean']:.3f}, "
+                        f"{last['nn_ssim_share_above_0.6'] * 100:.0f} % above 0.6, pairwise SSIM "
+                        f"{last['pairwise_ssim']:.3f} and two-sample accuracy {last['two_sample_accuracy']:.3f}, "
+                        f"against the stretch targets NN SSIM 0.75 and two-sample accuracy 0.70.")
     return ["### A masked-code prior (MaskGIT-style), measured", "",
             "The PixelCNN decides a slice's layout row by row. A masked-code prior (`vqvae_lib.masked`, "
             "`PixelCNNConfig(architecture=\"masked\")`) predicts every hidden code from all the visible codes around "
@@ -479,8 +487,8 @@ def masked_lines() -> list[str]:
             "--top-k 32 --support depth` (`--temperature 1` without `--top-k`; `--variant masked-c32`; `--mask-steps S "
             "--mask-noise G` change the masked sampler's steps and confidence noise); the PixelCNN on the same "
             "VQ-VAE: `--variant position --temperature 0.8 --top-k 32 --support depth --tag rerun` (and "
-            "`--temperature 1` without `--top-k`); 20 minutes: `--prior-minutes 20` with `--variant masked-c32`, and "
-            "with `--variant position ... --tag rerun`.", ""]
+            "`--temperature 1` without `--top-k`); longer: `--prior-minutes 20` (or 40) with `--variant masked-c32`, "
+            "and `--prior-minutes 20` with `--variant position ... --tag rerun`.", ""]
 
 
 def mirror_lines() -> list[str]:
