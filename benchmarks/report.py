@@ -498,19 +498,19 @@ def mirror_lines() -> list[str]:
         return []
     rows = ["| prior | prior steps | bits/code (test) | NN SSIM | share > 0.6 | border | pairwise SSIM | "
             "intensity W1 | depth agreement | two-sample acc. (three critics) | mirror symmetry |", "|---" * 11 + "|"]
-    for what, r in (("the class PixelCNN (`position`)", base), ("with `mirror` (variant `mirror`)", mirror)):
-        v = r["samples"]
-        rows.append(f"| {what} | {r['prior']['steps']} | {r['prior']['test_bits_per_code']:.2f} | "
-                    f"{v['nn_ssim_mean']:.3f} | {v['nn_ssim_share_above_0.6'] * 100:.0f} % | "
-                    f"{v['border_tissue_samples']} | {v['pairwise_ssim']:.3f} | {v['intensity_w1']:.3f} | "
-                    f"{v['depth_agreement'] * 100:.0f} % | {v['two_sample_accuracy']:.3f} ("
-                    + ", ".join(f"{x:.3f}" for x in v["two_sample_accuracy_runs"]) + f") | "
-                    f"{v['mirror_symmetry']:.3f} |")
-    for what, v in (("real test slices", base["real"]), ("their reconstructions", base["decoder"])):
-        rows.append(f"| {what} | | | {v['nn_ssim_mean']:.3f} | {v['nn_ssim_share_above_0.6'] * 100:.0f} % | "
-                    f"{v['border_tissue_samples']} | {v['pairwise_ssim']:.3f} | {v['intensity_w1']:.3f} | "
-                    f"{v['depth_agreement'] * 100:.0f} % | {v['two_sample_accuracy']:.3f} | "
-                    f"{v['mirror_symmetry']:.3f} |")
+    def row(what: str, v: dict, prior: dict | None = None) -> str:
+        """One table row: a prior's samples (with its steps, bits and each critic) or a set of real slices."""
+        runs = v.get("two_sample_accuracy_runs") if prior else None
+        return (f"| {what} | " + (f"{prior['steps']} | {prior['test_bits_per_code']:.2f} | " if prior else "| | ")
+                + f"{v['nn_ssim_mean']:.3f} | {v['nn_ssim_share_above_0.6'] * 100:.0f} % | "
+                f"{v['border_tissue_samples']} | {v['pairwise_ssim']:.3f} | {v['intensity_w1']:.3f} | "
+                f"{v['depth_agreement'] * 100:.0f} % | {v['two_sample_accuracy']:.3f}"
+                + (" (" + ", ".join(f"{x:.3f}" for x in runs) + ")" if runs else "")
+                + f" | {v['mirror_symmetry']:.3f} |")
+
+    rows += [row("the class PixelCNN (`position`)", base["samples"], base["prior"]),
+             row("with `mirror` (variant `mirror`)", mirror["samples"], mirror["prior"]),
+             row("real test slices", base["real"]), row("their reconstructions", base["decoder"])]
     m, b = mirror["samples"], base["samples"]
     gap = base["real"]["mirror_symmetry"] - b["mirror_symmetry"]
     closed = (m["mirror_symmetry"] - b["mirror_symmetry"]) / gap if gap > 0 else 0.0

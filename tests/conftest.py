@@ -38,3 +38,15 @@ def pipeline_prior_roundtrip(tmp_path: Path, monkeypatch, prior_cfg):
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, loaded.state_dict()[name]), name
     return model, result, loaded
+
+
+def push_weights(model, scale: float):
+    """``model`` with every weight moved by Gaussian noise of std ``scale`` (in place, no grad): distributions far
+    from the near-uniform ones a fresh init gives, so that tests of sampling and reach can tell cases apart."""
+    import torch
+
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(torch.randn_like(param) * scale)
+    return model
+

@@ -5,7 +5,7 @@ import itertools
 
 import pytest
 import torch
-from conftest import pipeline_prior_roundtrip
+from conftest import pipeline_prior_roundtrip, push_weights
 
 from vqvae_lib.coarse import build_prior
 from vqvae_lib.config import PixelCNNConfig, TrainConfig
@@ -22,11 +22,7 @@ def tiny(n_labels: int = 0, seed: int = 0, k: int = K, shape=SHAPE, steps: int =
     torch.manual_seed(seed)
     cfg = PixelCNNConfig(architecture="masked", channels=8, n_layers=1, codebook_size=k, n_labels=n_labels,
                          height=shape[0], width=shape[1], mask_steps=steps)
-    model = MaskedCodePrior(cfg).double().eval()
-    with torch.no_grad():
-        for param in model.parameters():
-            param.add_(torch.randn_like(param) * 0.5)
-    return model
+    return push_weights(MaskedCodePrior(cfg).double().eval(), 0.5)
 
 
 def test_every_position_sees_every_visible_code_and_no_hidden_one():

@@ -5,7 +5,7 @@ import math
 
 import pytest
 import torch
-from conftest import pipeline_prior_roundtrip
+from conftest import pipeline_prior_roundtrip, push_weights
 
 from vqvae_lib.coarse import build_prior
 from vqvae_lib.config import PixelCNNConfig
@@ -22,11 +22,7 @@ def tiny(n_labels: int = 0, seed: int = 0) -> CodeTransformer:
     torch.manual_seed(seed)
     cfg = PixelCNNConfig(architecture="transformer", channels=8, n_layers=2, heads=2, codebook_size=K,
                          n_labels=n_labels, height=SHAPE[0], width=SHAPE[1])
-    model = CodeTransformer(cfg).double()
-    with torch.no_grad():
-        for param in model.parameters():
-            param.add_(torch.randn_like(param) * 0.7)
-    return model
+    return push_weights(CodeTransformer(cfg).double(), 0.7)
 
 
 def test_logits_depend_only_on_the_codes_before_each_position():

@@ -148,8 +148,8 @@ def masked_loop(model: MaskedCodePrior, codes: torch.Tensor, labels, generator: 
     for step in range(steps):
         u = uniforms(n, (H, W), generator).to(codes.device)                          # candidate choice
         g = uniforms(n, (H, W), generator).to(codes.device)                          # confidence noise
-        candidates, confidence = torch.empty_like(codes), torch.empty(n, H, W, dtype=torch.float64,
-                                                                        device=codes.device)
+        candidates = torch.empty_like(codes)
+        confidence = torch.zeros(n, H, W, dtype=torch.float64, device=codes.device)  # known ones: revealed anyway
         for s in range(0, n, chunk):
             part = slice(s, s + chunk)
             hidden = ~known[part]                                                    # (c, H, W)
@@ -160,7 +160,6 @@ def masked_loop(model: MaskedCodePrior, codes: torch.Tensor, labels, generator: 
             probs = distribution(logits, temperature, top_k)                         # (m, K)
             pick = inverse_cdf(probs, u[part][hidden])                               # (m,)
             candidates[part] = codes[part].masked_scatter(hidden, pick)              # known ones unchanged
-            confidence[part] = 0.0                                                   # known ones: revealed anyway
             confidence[part] = confidence[part].masked_scatter(hidden, probs.gather(1, pick[:, None]).log())
         gumbel = -torch.log(-torch.log(g.clamp(1e-12, 1 - 1e-12)))
         score = confidence + noise * (1 - (step + 1) / steps) * gumbel
