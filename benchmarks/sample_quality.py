@@ -65,6 +65,7 @@ VARIANTS = {
     # the whole map both ways, drawn in 12 parallel steps (~0.23 s per training step of 8 maps, as the PixelCNN)
     "masked": ({}, {"architecture": "masked", "channels": 64, "n_layers": 2}, {}, {}),
     "masked-c32": ({}, {"architecture": "masked", "channels": 32, "n_layers": 2}, {}, {}),  # half the width: ~0.1 s
+    "masked-c32-l1": ({}, {"architecture": "masked", "channels": 32, "n_layers": 1}, {}, {}),  # 1 block per level
 }
 
 
@@ -95,8 +96,9 @@ def main(argv: list[str] | None = None) -> int:
                         "config's, 12)")
     parser.add_argument("--mask-noise", type=float, help="... and the Gumbel noise on its confidences (default 4.5; "
                         "large: nearly a random order)")
-    parser.add_argument("--tag", help="appended to the record's name: a second training of the same settings (e.g. the "
-                                      "baseline on another variant's VQ-VAE) without overwriting the first record")
+    parser.add_argument("--tag", help="appended to the record's name and to the prior's run folder: a second training "
+                                      "of the same prior settings (on the same VQ-VAE) without overwriting the first "
+                                      "record or reloading its prior (before 2026-12-05 the folder had no tag)")
     parser.add_argument("--threads", type=int)
     args = parser.parse_args(argv)
 
@@ -122,7 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     prior_cfg = replace(profile.prior, **prior_changes)
     prior_train = replace(profile.prior_train, minutes=args.prior_minutes, **train_changes)
     vq_dir = ROOT / "runs" / f"bench-sq-{args.data}-{tag({**vq_changes, **vq_train_changes})}-{args.vqvae_minutes:g}min"
-    prior_dir = vq_dir / f"prior-{tag({**prior_changes, **train_changes})}-{args.prior_minutes:g}min"
+    prior_dir = vq_dir / (f"prior-{tag({**prior_changes, **train_changes})}-{args.prior_minutes:g}min"
+                          + (f"-{args.tag}" if args.tag else ""))
     if (args.variant, vq_train, prior_train) == ("class", profile.vqvae_train, profile.prior_train):
         vq_dir = prior_dir = pipeline.default_run_dir(profile, source)  # the notebooks' own class-profile runs
 
