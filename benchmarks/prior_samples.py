@@ -2,14 +2,15 @@
 
     python benchmarks/prior_samples.py        # needs the runs below (local: train them with the commands printed)
 
-Each row is one prior of records in benchmarks/results (the gated PixelCNN of the class profile and the masked-code
-prior, after 4, 20 and 40 minutes of training on the codes of the same 3-minute VQ-VAE, built-in data), sampled as
-its record was (T = 0.8, top-k 32, codes restricted to the depth band's support, seed 0) but only one slice per
-column: column c asks every prior for the same depth band, and the last row shows a real test slice of that band
-(never trained on). Each row's title carries its record's measures over 256 samples (NN SSIM, two-sample accuracy,
-mirror symmetry), so the figure and the numbers cannot drift apart: a prior whose checkpoint has another step count
-than its record is refused. The trained priors live in runs/ (not committed); without them this script says which
-benchmark command makes each one.
+Each row is one prior of records in benchmarks/results (the gated PixelCNN of the class profile after 4 and 20
+minutes of training, the masked-code prior after 4, 20 and 40, all on the codes of one 3-minute VQ-VAE, built-in
+data), sampled as its record was (T = 0.8, top-k 32, codes restricted to the depth band's support, seed 0) but only
+one slice per column: column c asks every prior for the same depth band. The last two rows are a real test slice of
+that band (never trained on) through the VQ-VAE (its own codes decoded: a perfect prior's ceiling) and as it is.
+Each row's title carries its record's measures over 256 samples (NN SSIM, two-sample accuracy, mirror symmetry),
+so the figure and the numbers cannot drift apart: a prior whose checkpoint has another step count than its record
+is refused. The trained priors live in runs/ (not committed); without them this script says which benchmark
+command makes each one.
 """
 from __future__ import annotations
 
@@ -26,8 +27,8 @@ SAMPLING = "--temperature 0.8 --top-k 32 --support depth"
 ROWS = [
     ("PixelCNN, 4 min", "prior-class-4min-rerun", "sample-quality-default-position-t0.8-k32-depth-rerun",
      f"--variant position {SAMPLING} --tag rerun"),
-    ("masked, 4 min", "prior-architecturemasked-channels32-n_layers2-4min",
-     "sample-quality-default-masked-c32-t0.8-k32-depth", f"--variant masked-c32 {SAMPLING}"),
+    ("masked, 4 min", "prior-architecturemasked-channels32-n_layers2-4min-rerun",
+     "sample-quality-default-masked-c32-t0.8-k32-depth-rerun", f"--variant masked-c32 {SAMPLING} --tag rerun"),
     ("PixelCNN, 20 min", "prior-class-20min-rerun", "sample-quality-default-position-3+20min-t0.8-k32-depth-rerun",
      f"--variant position --prior-minutes 20 {SAMPLING} --tag rerun"),
     ("masked, 20 min", "prior-architecturemasked-channels32-n_layers2-20min",
@@ -106,9 +107,11 @@ def main(argv: list[str] | None = None) -> int:
         for c, ax in enumerate(sub.subplots(1, len(bands))):
             ax.imshow(images[c, 0].numpy(), cmap="gray", vmin=0, vmax=1)
             ax.set_xticks([]), ax.set_yticks([])
-    fig.suptitle("one 3-minute VQ-VAE (built-in data), its priors after 4 / 20 / 40 minutes: one sample per depth "
-                 "band (T 0.8, top-k 32, seed 0)\ncolumns: depth bands " + ", ".join(str(int(b) + 1) for b in bands)
-                 + f" of {n_bands} (bottom of the brain to the top); measures over 256 samples each", fontsize=10)
+    bands_named = ", ".join(str(int(b) + 1) for b in bands)
+    fig.suptitle("one 3-minute VQ-VAE (built-in data): the PixelCNN after 4 and 20 minutes, the masked prior after "
+                 "4, 20 and 40\none sample per depth band (T 0.8, top-k 32, seed 0); columns: depth bands "
+                 f"{bands_named} of {n_bands}, bottom to top\nrow titles: the record's measures over 256 samples",
+                 fontsize=10)
     path = ROOT / "figures" / "bench_prior_samples.png"
     fig.savefig(path, dpi=90, facecolor="white", metadata=figure_metadata("benchmark"))
     print(path)

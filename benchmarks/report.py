@@ -410,6 +410,21 @@ KAGGLE_SAME_VQ = {"position-t0.8-k32-depth": "the class PixelCNN (`position`)",
                   "masked-c32-3+20min-t0.8-k32-depth": "`masked-c32`: width 32"}
 
 
+def why_not(a: dict, b: dict, real: dict) -> str:
+    """Why samples ``a`` do not beat ``b`` (``wins_over``), as the rest of a sentence: the measures that hold it
+    back, and whether both lie outside the diversity bound (real pairwise SSIM +- 0.05)."""
+    reasons = []
+    if a["nn_ssim_mean"] <= b["nn_ssim_mean"] + 0.004:
+        reasons.append("no higher NN SSIM")
+    if a["two_sample_accuracy"] >= b["two_sample_accuracy"] - CRITIC_SPREAD:
+        reasons.append("a critic within the critics' spread or worse")
+    if abs(a["pairwise_ssim"] - real["pairwise_ssim"]) > abs(b["pairwise_ssim"] - real["pairwise_ssim"]) + 0.004:
+        reasons.append("less real diversity")
+    outside = all(abs(x["pairwise_ssim"] - real["pairwise_ssim"]) > 0.05 for x in (a, b))
+    return (f" ({', '.join(reasons)})" + ("; both are less diverse than real slices beyond the bound." if outside
+                                          else "."))
+
+
 def kaggle_masked_lines() -> list[str]:
     """The masked-code prior against the class PixelCNN on the kaggle slices, both on one VQ-VAE, from the records."""
     runs = [(what, r) for key, what in KAGGLE_SAME_VQ.items() if (r := load(f"sample-quality-kaggle-{key}"))]
@@ -428,12 +443,14 @@ def kaggle_masked_lines() -> list[str]:
                 f"{m['nn_ssim_mean']:.3f} against {p['nn_ssim_mean']:.3f}, pairwise SSIM {m['pairwise_ssim']:.3f} "
                 f"against {p['pairwise_ssim']:.3f} (the bound: real {first['real']['pairwise_ssim']:.3f} + 0.05) and "
                 f"two-sample accuracy {m['two_sample_accuracy']:.3f} against {p['two_sample_accuracy']:.3f}: "
-                + ("it wins." if wins_over(m, p, first["real"]["pairwise_ssim"]) else "it does not win."))
+                + ("it wins." if wins_over(m, p, first["real"]["pairwise_ssim"]) else "it does not win")
+                + ("" if wins_over(m, p, first["real"]["pairwise_ssim"]) else why_not(m, p, first["real"])))
     return ["### The masked-code prior on the kaggle slices", "",
             "The same comparison on the real OASIS-derived slices (`--data kaggle`), every prior over the codes of one "
             f"{first['vqvae']['minutes']:g}-minute VQ-VAE ({first['vqvae']['steps']} steps, reconstructions "
             f"{first['vqvae']['test']['ssim_mean']:.3f}), class sampling settings (T = 0.8, top-k 32, support by "
-            "position: these labels are dementia classes), 256 samples, seed 0, one training each. The split is by "
+            "position, which `--support depth` means on these folders: their labels are dementia classes), 256 "
+            "samples, seed 0, one training each. The split is by "
             "file, so neighbouring slices of one subject sit in training and test, and the real ceiling (NN SSIM "
             f"{first['real']['nn_ssim_mean']:.3f}) is inflated; the reconstructions' row is what a perfect prior "
             "would reach through this VQ-VAE:", "",
@@ -488,7 +505,8 @@ def masked_lines() -> list[str]:
     if base is not None:
         b, p = best["samples"], base["samples"]
         wins = wins_over(b, p, real["pairwise_ssim"])
-        verdict = (f" The best masked row (`{best['variant']}`, {best['prior']['steps']} steps) scores NN SSIM "
+        verdict = (f" The best {minutes:g}-minute masked row (`{best['variant']}`, {best['prior']['steps']} steps) "
+                   f"scores NN SSIM "
                    f"{b['nn_ssim_mean']:.3f} and two-sample accuracy {b['two_sample_accuracy']:.3f} against the "
                    f"PixelCNN's {p['nn_ssim_mean']:.3f} and {p['two_sample_accuracy']:.3f}, intensity W1 "
                    f"{b['intensity_w1']:.3f} against {p['intensity_w1']:.3f}: "
@@ -559,8 +577,9 @@ def masked_lines() -> list[str]:
             "and `--prior-minutes 20` with `--variant position ... --tag rerun`.", "",
             "One sample per depth band from each of these priors, beside real test slices and their reconstructions "
             "(`python benchmarks/prior_samples.py`, from the trained priors of the runs above, which stay local):", "",
-            "![PixelCNN and masked-code prior after 4, 20 and 40 minutes on one VQ-VAE, one sample per depth band, "
-            "above the real slices' reconstructions and the real slices](../figures/bench_prior_samples.png)", ""]
+            "![PixelCNN after 4 and 20 minutes and masked-code prior after 4, 20 and 40 minutes on one VQ-VAE, one "
+            "sample per depth band, above the real slices' reconstructions and the real slices]"
+            "(../figures/bench_prior_samples.png)", ""]
 
 
 def mirror_lines() -> list[str]:
