@@ -36,6 +36,12 @@ def test_no_progress_bars_in_committed_outputs(notebook):
     assert not bars, f"progress bars left in the outputs (run make notebooks, which tidies them): {bars}"
 
 
+def test_every_cell_has_a_unique_id(notebook):
+    """nbformat 4.5 cells carry ids (a cell added by hand without one makes nbformat warn, and later fail)."""
+    ids = [c.get("id") for c in notebook["cells"]]
+    assert all(ids) and len(set(ids)) == len(ids), f"cells without an id or with a repeated one: {ids}"
+
+
 def test_no_machine_paths_in_committed_outputs(notebook):
     leaks = [m.group(0) + "..." for _, text in outputs(notebook) for m in MACHINE_PATH.finditer(text)]
     assert not leaks and str(ROOT) not in json.dumps(notebook), f"absolute paths in the outputs: {leaks[:5]}"
