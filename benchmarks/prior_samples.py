@@ -79,10 +79,11 @@ def main(argv: list[str] | None = None) -> int:
         if step != record["prior"]["steps"]:
             raise ValueError(f"{path} has {step} steps but its record {name}.json {record['prior']['steps']}: the run "
                              f"was trained again after the record; run its benchmark again")
-        rows.append((row_title(title, record), load_prior(path, device, vqvae_path=RUN / "vqvae.pt")))
+        rows.append((row_title(title, record), record["sampling"],
+                     load_prior(path, device, vqvae_path=RUN / "vqvae.pt")))
     last = record                                             # the 40-minute record: its test slices' own measures
 
-    prior = rows[0][1]
+    prior = rows[0][2]
     n_bands = prior.config.n_labels
     bands = torch.from_numpy(np.linspace(0, n_bands - 1, args.columns).round().astype(np.int64))   # (columns,)
     test = load_dataset("default", "test", 128)                                  # test_maps below: in its order
@@ -90,9 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     middle = [torch.nonzero(test_maps.labels.cpu() == b)[:, 0] for b in bands]       # test slices of each band
     chosen = torch.stack([m[len(m) // 2] for m in middle])                        # (columns,) a middle one each
     grids = []
-    for title, model in rows:
-        codes = sample(model, len(bands), labels=bands, seed=0, temperature=0.8, top_k=32,
-                       support=support_for(model, "depth"))
+    for title, how, model in rows:                                               # sampled as its record was
+        codes = sample(model, len(bands), labels=bands, seed=how["seed"], temperature=how["temperature"],
+                       top_k=how["top_k"], support=support_for(model, how["support"]))
         grids.append((title, decode(vqvae, codes)))                               # (columns, 1, S, S) in [0, 1]
     perfect = "the real slices below through this VQ-VAE: what a perfect prior could give"
     grids.append((row_title(perfect, last, "decoder"),
@@ -101,8 +102,7 @@ def main(argv: list[str] | None = None) -> int:
                    test.images[chosen].float() / 255))
 
     fig = Figure(figsize=(1.45 * len(bands), 1.75 * len(grids)), layout="constrained")
-    for row, sub in zip(grids, fig.subfigures(len(grids), 1)):
-        title, images = row
+    for (title, images), sub in zip(grids, fig.subfigures(len(grids), 1)):
         sub.suptitle(title, fontsize=9)
         for c, ax in enumerate(sub.subplots(1, len(bands))):
             ax.imshow(images[c, 0].numpy(), cmap="gray", vmin=0, vmax=1)

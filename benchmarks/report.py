@@ -394,14 +394,30 @@ PIXELCNN_SAME_VQ = {"position-t0.8-k32-depth-rerun": "the class PixelCNN (`posit
 CRITIC_SPREAD = 0.016   # the most by which one setting's three critics differed (README, class profile)
 
 
+def shortfalls(a: dict, b: dict, real_pairwise: float | None = None) -> list[str]:
+    """What keeps samples ``a`` from beating ``b``, in words (empty: ``a`` wins): NN SSIM must be higher by more
+    than two trainings of one setting differ (0.004), the critic must tell them from real slices less often by more
+    than one setting's three critics differ (``CRITIC_SPREAD``), and, given the real slices' pairwise SSIM, their
+    diversity must be no further from it than ``b``'s (+ 0.004)."""
+    reasons = []
+    if a["nn_ssim_mean"] <= b["nn_ssim_mean"] + 0.004:
+        reasons.append("no higher NN SSIM")
+    if a["two_sample_accuracy"] >= b["two_sample_accuracy"] - CRITIC_SPREAD:
+        reasons.append("a critic within the critics' spread or worse")
+    if real_pairwise is not None and (abs(a["pairwise_ssim"] - real_pairwise)
+                                      > abs(b["pairwise_ssim"] - real_pairwise) + 0.004):
+        reasons.append("less real diversity")
+    return reasons
+
+
 def wins_over(a: dict, b: dict, real_pairwise: float | None = None) -> bool:
-    """Samples ``a`` beat ``b``: NN SSIM higher by more than two trainings of one setting differ (0.004), the critic
-    tells them from real slices less often by more than one setting's three critics differ (``CRITIC_SPREAD``), and,
-    given the real slices' pairwise SSIM, their diversity is no further from it than ``b``'s (+ 0.004)."""
-    real = real_pairwise
-    return (a["nn_ssim_mean"] > b["nn_ssim_mean"] + 0.004
-            and a["two_sample_accuracy"] < b["two_sample_accuracy"] - CRITIC_SPREAD
-            and (real is None or abs(a["pairwise_ssim"] - real) <= abs(b["pairwise_ssim"] - real) + 0.004))
+    """Samples ``a`` beat ``b`` (``shortfalls``: none)."""
+    return not shortfalls(a, b, real_pairwise)
+
+
+def same_vqvae(a: dict, b: dict) -> bool:
+    """Two records over the codes of the same trained VQ-VAE: its steps and test scores agree."""
+    return all(a["vqvae"][key] == b["vqvae"][key] for key in ("steps", "test"))
 
 
 KAGGLE_SAME_VQ = {"position-t0.8-k32-depth": "the class PixelCNN (`position`)",
@@ -411,18 +427,11 @@ KAGGLE_SAME_VQ = {"position-t0.8-k32-depth": "the class PixelCNN (`position`)",
 
 
 def why_not(a: dict, b: dict, real: dict) -> str:
-    """Why samples ``a`` do not beat ``b`` (``wins_over``), as the rest of a sentence: the measures that hold it
-    back, and whether both lie outside the diversity bound (real pairwise SSIM +- 0.05)."""
-    reasons = []
-    if a["nn_ssim_mean"] <= b["nn_ssim_mean"] + 0.004:
-        reasons.append("no higher NN SSIM")
-    if a["two_sample_accuracy"] >= b["two_sample_accuracy"] - CRITIC_SPREAD:
-        reasons.append("a critic within the critics' spread or worse")
-    if abs(a["pairwise_ssim"] - real["pairwise_ssim"]) > abs(b["pairwise_ssim"] - real["pairwise_ssim"]) + 0.004:
-        reasons.append("less real diversity")
+    """Why samples ``a`` do not beat ``b``, as the rest of a sentence: their ``shortfalls``, and whether both lie
+    outside the diversity bound (real pairwise SSIM +- 0.05)."""
     outside = all(abs(x["pairwise_ssim"] - real["pairwise_ssim"]) > 0.05 for x in (a, b))
-    return (f" ({', '.join(reasons)})" + ("; both are less diverse than real slices beyond the bound." if outside
-                                          else "."))
+    return (f" ({', '.join(shortfalls(a, b, real['pairwise_ssim']))})"
+            + ("; both are less diverse than real slices beyond the bound." if outside else "."))
 
 
 def kaggle_masked_lines() -> list[str]:
@@ -431,7 +440,7 @@ def kaggle_masked_lines() -> list[str]:
     if len(runs) < 2:
         return []
     first = runs[0][1]
-    runs = [(w, r) for w, r in runs if r["vqvae"]["steps"] == first["vqvae"]["steps"]]   # one trained VQ-VAE
+    runs = [(w, r) for w, r in runs if same_vqvae(r, first)]
     verdicts = []
     for minutes in sorted({r["prior"]["minutes"] for _, r in runs}):
         pair = {r["variant"]: r for _, r in runs if r["prior"]["minutes"] == minutes}
@@ -443,8 +452,8 @@ def kaggle_masked_lines() -> list[str]:
                 f"{m['nn_ssim_mean']:.3f} against {p['nn_ssim_mean']:.3f}, pairwise SSIM {m['pairwise_ssim']:.3f} "
                 f"against {p['pairwise_ssim']:.3f} (the bound: real {first['real']['pairwise_ssim']:.3f} + 0.05) and "
                 f"two-sample accuracy {m['two_sample_accuracy']:.3f} against {p['two_sample_accuracy']:.3f}: "
-                + ("it wins." if wins_over(m, p, first["real"]["pairwise_ssim"]) else "it does not win")
-                + ("" if wins_over(m, p, first["real"]["pairwise_ssim"]) else why_not(m, p, first["real"])))
+                + ("it wins." if wins_over(m, p, first["real"]["pairwise_ssim"])
+                   else "it does not win" + why_not(m, p, first["real"])))
     return ["### The masked-code prior on the kaggle slices", "",
             "The same comparison on the real OASIS-derived slices (`--data kaggle`), every prior over the codes of one "
             f"{first['vqvae']['minutes']:g}-minute VQ-VAE ({first['vqvae']['steps']} steps, reconstructions "
@@ -493,8 +502,7 @@ def masked_lines() -> list[str]:
         return []
     first = runs[0][1]
     pixelcnn = [(what, r) for key, what in PIXELCNN_SAME_VQ.items() if (r := load(f"sample-quality-default-{key}"))]
-    same_vq = ("steps", "test")                                   # the same trained VQ-VAE: steps and test scores
-    pixelcnn = [(w, r) for w, r in pixelcnn if all(r["vqvae"][key] == first["vqvae"][key] for key in same_vq)]
+    pixelcnn = [(w, r) for w, r in pixelcnn if same_vqvae(r, first)]
     runs += pixelcnn
     base = pixelcnn[0][1] if pixelcnn else None
     rows, real = prior_rows(runs, first), first["real"]
