@@ -53,6 +53,7 @@ VARIANTS = {
     "prior-k3": ({}, {"kernel_size": 3}, {}, {}),     # 3 x 3 gated layers: half the compute, twice the steps
     "prior-k3-l20": ({}, {"kernel_size": 3, "n_layers": 20}, {}, {}),  # ... and twice the layers: same reach as k5
     "code-noise": ({"code_noise": 0.1}, {}, {}, {}),  # the decoder trained on maps with 10 % wrong codes
+    "l1grad": ({"recon_loss": "l1+grad"}, {}, {}, {}),  # the VQ-VAE trained on L1 of pixels and of pixel differences
     "depth9": ({}, {"depth_buckets": 9}, {}, {}),     # 9 depth bands of 4 slices instead of 4 of 9 (finer labels)
     "depth4": ({}, {"depth_buckets": 4}, {}, {}),     # 4 depth bands of 9 slices: the profile before 2026-12-04
     "depth12": ({}, {"depth_buckets": 12}, {}, {}),   # 12 bands of 3 slices (240 maps per band): the profile's

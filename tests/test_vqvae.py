@@ -180,3 +180,45 @@ def test_baselines_see_their_own_input_range_and_divide_by_the_variance():
     assert torch.allclose(out.reconstruction, (y + 1) / 2)                 # images come back in [0, 1] space
     assert torch.allclose(out.recon_loss, ((y - (2 * x - 1)) ** 2).mean() / 0.05)
     assert torch.allclose(model.decode_indices(out.indices), out.reconstruction, atol=1e-6)
+
+
+def test_reconstruction_loss_values_on_a_known_edge():
+    from vqvae_lib.vqvae import reconstruction_loss
+
+    target = torch.zeros(1, 1, 4, 4)
+    y = torch.zeros(1, 1, 4, 4)
+    y[..., 2:] = 1.0                                        # a vertical edge the target does not have
+    assert torch.allclose(reconstruction_loss(y, target, "mse"), torch.tensor(0.5))
+    # L1 of the pixels 0.5; horizontal differences: one jump of 1 per row, 4 of 12 -> 1/3; vertical ones all 0
+    assert torch.allclose(reconstruction_loss(y, target, "l1+grad"), torch.tensor(0.5 + 1 / 3))
+    assert reconstruction_loss(target, target, "l1+grad") == 0
+    with pytest.raises(ValueError, match="l1\\+grad"):
+        reconstruction_loss(y, target, "l2")
+    with pytest.raises(ValueError, match="recon_loss"):
+        VQVAEConfig(recon_loss="l2")
+
+
+def test_l1_grad_loss_prefers_a_sharp_edge_that_mse_lets_blur():
+    """A step edge, predicted either sharp but with 0.7 of its contrast, or blurred over three pixels: the
+    squared error ranks the blur better, the L1 of pixels and differences ranks the sharp edge better."""
+    from vqvae_lib.vqvae import reconstruction_loss
+
+    target = torch.zeros(1, 1, 8, 8)
+    target[..., 4:] = 1.0
+    sharp = target * 0.7 + 0.15                              # the edge in place, contrast 0.7 instead of 1
+    blurred = target.clone()
+    blurred[..., 3], blurred[..., 4] = 0.25, 0.75            # the right contrast, the edge spread out
+    assert reconstruction_loss(blurred, target, "mse") < reconstruction_loss(sharp, target, "mse")
+    assert reconstruction_loss(sharp, target, "l1+grad") < reconstruction_loss(blurred, target, "l1+grad")
+
+
+def test_forward_uses_the_configured_reconstruction_loss():
+    from vqvae_lib.vqvae import reconstruction_loss
+
+    model = tiny(recon_loss="l1+grad")
+    x = images()
+    out = model(x)
+    y = model.decoder(model.quantize(model.encode(x)).quantized)
+    assert torch.allclose(out.recon_loss, reconstruction_loss(y, x, "l1+grad"))
+    out.loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.decoder.parameters())

@@ -14,6 +14,7 @@ ARCHITECTURES = ("gated", "transformer", "masked")
 SUPPORTS = ("none", "position", "label", "depth")   # SamplingConfig.support
 DEFAULT_PROFILE = "class"
 PRECISIONS = ("auto", "fp32", "bf16")
+RECON_LOSSES = ("mse", "l1+grad")
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,9 @@ class VQVAEConfig:
                                   # of the training slices in [0, 1]; set by ``with_data_variance``)
     code_noise: float = 0.0       # in training, this share of positions is decoded from another position's code
                                   # (of the same batch): a decoder that copes with a prior's mistakes
+    recon_loss: str = "mse"       # "mse" (the paper's) | "l1+grad": mean absolute error of the pixels plus that of
+                                  # their vertical and horizontal differences (``vqvae.reconstruction_loss``): sharper
+                                  # edges (benchmarks/RESULTS.md, "A sharper decoder")
 
     def __post_init__(self):
         if self.downsample not in (2, 4, 8):
@@ -58,6 +62,8 @@ class VQVAEConfig:
             raise ValueError("VQVAEConfig.ema_debias (Sonnet's zero-started EMA) needs ema=True, restart_dead=False "
                              f"and codebook_init 'random' or 'scaled'; got ema={self.ema}, "
                              f"restart_dead={self.restart_dead}, codebook_init={self.codebook_init!r}")
+        if self.recon_loss not in RECON_LOSSES:
+            raise ValueError(f"VQVAEConfig.recon_loss must be one of {RECON_LOSSES}, got {self.recon_loss!r}")
         if not 0.0 <= self.code_noise < 1.0:
             raise ValueError(f"VQVAEConfig.code_noise must lie in [0, 1), got {self.code_noise}")
         if self.input_scale <= 0 or self.recon_divisor <= 0:
