@@ -188,7 +188,7 @@ def _value(summary: dict, key: str, record: dict | None = None) -> str:
     value = summary.get(key)
     if value is None:
         return "-"
-    if key in ("nn_ssim_share_above_0.6", "depth_agreement"):
+    if key in ("nn_ssim_share_above_0.6", "depth_agreement", "memorised_share"):
         return f"{value:.0%}"
     mark = "" if record is None else critic_mark(record, key)
     return f"{value:.0f}" if key == "border_tissue_samples" else f"{value:.3f}{mark}"
@@ -774,10 +774,12 @@ def sample_table(records: list[dict]) -> list[str]:
     return rows
 
 
-# The generation issue's targets, one row each: (label, where the value comes from, test of the value; the record
-# is given for the targets that compare with its real slices)
-CLASS_STATUS = ("sample-quality-default-class-t0.8-k32-depth", "sample-quality-default-class-t0.8-k32-depth-seed1",
-                "sample-quality-kaggle-class-t0.8-k32-depth")   # the class profile's own runs and sampling settings
+# the class profile's own runs at its own sampling settings: record name -> column title
+CLASS_STATUS = {"sample-quality-default-class-t0.8-k32-depth": "class budget, built-in, seed 0",
+                "sample-quality-default-class-t0.8-k32-depth-seed1": "seed 1",
+                "sample-quality-kaggle-class-t0.8-k32-depth": "class budget, kaggle"}
+# the generation issue's targets, one row each: (label, measure of the samples or "recon" for the VQ-VAE's test SSIM,
+# whether a value meets it given its record)
 STATUS_TARGETS = [
     ("NN SSIM >= 0.70", "nn_ssim_mean", lambda v, r: v >= 0.70),
     ("share of samples with NN SSIM > 0.6 >= 90 %", "nn_ssim_share_above_0.6", lambda v, r: v >= 0.90),
@@ -810,24 +812,18 @@ def status_cell(record: dict, key: str, test) -> str:
     value = record["samples"].get(key)
     if value is None:
         return "-"
-    shown = {"nn_ssim_share_above_0.6": f"{value:.0%}", "depth_agreement": f"{value:.0%}",
-             "border_tissue_samples": f"{value:.0f}", "memorised_share": f"{value:.0%}"}.get(key, f"{value:.3f}")
     beside = []
     if key in ("nn_ssim_mean", "pairwise_ssim", "two_sample_accuracy", "depth_agreement"):
-        real = record["real"][key]
-        beside.append(f"real {real:.0%}" if key == "depth_agreement" else f"real {real:.3f}")
+        beside.append(f"real {_value(record['real'], key, record)}")
     if key == "two_sample_accuracy" and "decoder" in record:
-        beside.append(f"recon {record['decoder'][key]:.3f}")
+        beside.append(f"recon {_value(record['decoder'], key, record)}")
     beside = f" ({', '.join(beside)})" if beside else ""
-    return f"{shown}{beside} {'✓' if test(value, record) else '✗'}"
+    return f"{_value(record['samples'], key, record)}{beside} {'✓' if test(value, record) else '✗'}"
 
 
 def status_columns(records: list[dict]) -> list[tuple[str, dict]]:
     by_name = {r["name"]: r for r in records}
-    columns = []
-    for name, title in zip(CLASS_STATUS, ("class budget, built-in, seed 0", "seed 1", "class budget, kaggle")):
-        if name in by_name:
-            columns.append((title, by_name[name]))
+    columns = [(title, by_name[name]) for name, title in CLASS_STATUS.items() if name in by_name]
     for data, title in (("default", "more time, built-in"), ("kaggle", "more time, kaggle")):
         best = longest_best(records, data)
         if best is not None:

@@ -14,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .config import VQVAEConfig
+from .config import RECON_LOSSES, VQVAEConfig
 from .quantizer import QuantizerOutput, VectorQuantizer
 
 
@@ -40,7 +40,7 @@ def reconstruction_loss(y: Tensor, target: Tensor, kind: str = "mse") -> Tensor:
         return F.mse_loss(y, target)
     if kind == "l1+grad":
         return F.l1_loss(y, target) + sum(F.l1_loss(a, b) for a, b in zip(differences(y), differences(target)))
-    raise ValueError(f"reconstruction_loss: kind must be 'mse' or 'l1+grad', got {kind!r}")
+    raise ValueError(f"reconstruction_loss: kind must be one of {RECON_LOSSES}, got {kind!r}")
 
 
 class ResidualBlock(nn.Module):
