@@ -35,8 +35,11 @@ def describe(m: dict) -> str:
 
 
 def label(r: dict) -> str:
-    """The model of a quality record, with its speed options when it has any."""
+    """The model of a quality record, with its speed options when it has any; for ours, its reconstruction loss
+    (records before 2026-12-06 have none: the profiles trained on the squared error then)."""
     options = [o for o, on in (("bf16", r.get("precision") == "bf16"), ("channels_last", r.get("channels_last"))) if on]
+    if r["model"] == "ours":
+        options.insert(0, r.get("recon_loss", "mse"))
     return r["model"] + (f" ({', '.join(options)})" if options else "")
 
 
@@ -84,8 +87,9 @@ def ssim_figure(records: list[dict]) -> Path:
         for r in (r for r in records if r["data"] == data and "class-budget" not in r["name"]):
             minutes = [s / 60 for s, _ in r["curve"]]
             ssim = [v for _, v in r["curve"]]
-            style, color = {"ours": ("-o", "tab:blue"), "reference": ("--s", "tab:green"),
-                             "misha": (":d", "tab:red")}.get(label(r), ("-^", "tab:orange"))
+            speed_options = r.get("precision") == "bf16" or r.get("channels_last")
+            style, color = ("-^", "tab:orange") if speed_options else {
+                "ours": ("-o", "tab:blue"), "reference": ("--s", "tab:green"), "misha": (":d", "tab:red")}[r["model"]]
             ax.plot(minutes, ssim, style, color=color, ms=3,
                     label=f"{label(r)}: held-out {r['eval']['ssim_mean']:.3f}")
         ax.set(title={"kaggle": "real OASIS-derived slices (kaggle)", "default": "built-in MNI152 slices"}[data],
@@ -436,10 +440,16 @@ def why_not(a: dict, b: dict, real: dict) -> str:
 
 # the VQ-VAE's reconstruction loss, each with a 4-minute class prior: record name -> what
 DECODER_LOSS = {
-    "sample-quality-default-position-t0.8-k32-depth-rerun": "built-in: MSE (the paper's; the class profile), 3 min",
+    "sample-quality-default-position-t0.8-k32-depth-rerun": "built-in: MSE (the paper's; the class profile's until "
+                                                            "2026-12-06), 3 min",
     "sample-quality-default-l1grad-t0.8-k32-depth": "built-in: L1 of pixels and of their differences (`l1grad`), 3 min",
-    "sample-quality-kaggle-position-t0.8-k32-depth": "kaggle: MSE (the paper's; the class profile), 3 min",
+    "sample-quality-default-class-t0.8-k32-depth": "built-in: the same loss, the class profile's since 2026-12-06 "
+                                                   "(the notebooks' run, `class`), 3 min",
+    "sample-quality-kaggle-position-t0.8-k32-depth": "kaggle: MSE (the paper's; the class profile's until "
+                                                     "2026-12-06), 3 min",
     "sample-quality-kaggle-l1grad-t0.8-k32-depth": "kaggle: L1 of pixels and of their differences (`l1grad`), 3 min",
+    "sample-quality-kaggle-class-t0.8-k32-depth": "kaggle: the same loss, the class profile's since 2026-12-06 "
+                                                  "(`class`), 3 min",
     "sample-quality-kaggle-position-10+4min-t0.8-k32-depth": "kaggle: MSE, 10 min (beyond the class budget)"}
 
 
@@ -471,7 +481,10 @@ def decoder_loss_lines() -> list[str]:
             "class prior, class sampling settings (T = 0.8, top-k 32, support by depth; by position on kaggle), 256 "
             "samples, seed 0, one training each; built-in data split by subject, kaggle by file. The reconstructions "
             "are those of the real test slices, scored like samples (what a perfect prior would reach through that "
-            "decoder):", "", *rows, "",
+            "decoder). Since 2026-12-06 the class profile trains on this loss (notebook 02 shows why a squared error "
+            "blurs); the benchmark's other variants keep the squared-error VQ-VAE (`BASE_VQVAE` in "
+            "benchmarks/sample_quality.py), so that every earlier record's command still gives that record:", "",
+            *rows, "",
             "Commands: `python benchmarks/sample_quality.py --data D --variant l1grad --temperature 0.8 --top-k 32 "
             "--support depth` (and `--variant position [--tag rerun]`, `--vqvae-minutes 10`).", ""]
 

@@ -8,9 +8,10 @@
 
 Trains (or reloads, when the same settings already ran) the variant's VQ-VAE in runs/bench-sq-<data>-<vqvae>/
 and its prior in a sub-folder (the class variant at the class budget uses the notebooks' own runs in
-runs/class-<data>/), with the class profile's settings changed as the variant says; draws ``-n`` samples
-(labels in the training slices' proportions, or each in turn with ``--labels each``; seed 0), decodes them and
-scores them with ``sample_quality.measure`` against the test split (held out: never trained or validated on),
+runs/class-<data>/), with the settings changed as the variant says (from BASE_VQVAE and the class profile); draws
+``-n`` samples (labels in the training slices' proportions, or each in turn with ``--labels each``; seed 0), decodes
+them and scores them with ``sample_quality.measure`` against the test split (held out: never trained or
+validated on),
 beside the same measures for real test slices (``real_ceiling``) and for their reconstructions (the same slices
 through the VQ-VAE: the ceiling of a perfect prior under this decoder, "decoder" in the record). Writes
 benchmarks/results/sample-quality-<data>-<variant>[-<budget>].json and a grid of the first 32 samples to
@@ -33,7 +34,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from vqvae_quality import KAGGLE, git_commit, machine  # noqa: E402
 
-# name -> (changes to the class profile's VQVAEConfig, to its PixelCNNConfig, to its prior_train, to its vqvae_train)
+# name -> (changes to the base VQVAEConfig, to the class profile's PixelCNNConfig, to its prior_train, to its
+# vqvae_train). The base VQ-VAE is the class profile's trained on the paper's squared error, as the profile was until
+# 2026-12-06 (every record before then), so that each variant's command still gives its record; variant "class" is
+# the profile as it is (since 2026-12-06 its VQ-VAE trains on "l1+grad", the variant "l1grad")
+BASE_VQVAE = {"recon_loss": "mse"}
 VARIANTS = {
     "class": ({}, {}, {}, {}),               # the class profile; at the class budget: the notebooks' own runs
     "position": ({}, {}, {}, {}),            # the same settings in runs/bench-sq-...: compare with the variants there
@@ -72,6 +77,12 @@ VARIANTS = {
 
 def tag(changes: dict) -> str:
     return "-".join(f"{k}{v}" for k, v in sorted(changes.items())) or "class"
+
+
+def vqvae_changes(config, base) -> dict:
+    """The fields in which a VQVAEConfig differs from the base one: what names its run folder (the class profile's
+    l1+grad VQ-VAE shares runs/bench-sq-<data>-recon_lossl1+grad-... with the variant l1grad)."""
+    return {k: v for k, v in config.to_dict().items() if base.to_dict()[k] != v}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,11 +131,13 @@ def main(argv: list[str] | None = None) -> int:
     vq_changes, prior_changes, train_changes, vq_train_changes = VARIANTS[args.variant]
     profile = get_profile("class")
     device = get_device()
-    vq_cfg = replace(profile.vqvae, **vq_changes)
+    base = replace(profile.vqvae, **BASE_VQVAE)
+    vq_cfg = profile.vqvae if args.variant == "class" else replace(base, **vq_changes)
     vq_train = replace(profile.vqvae_train, minutes=args.vqvae_minutes, **vq_train_changes)
     prior_cfg = replace(profile.prior, **prior_changes)
     prior_train = replace(profile.prior_train, minutes=args.prior_minutes, **train_changes)
-    vq_dir = ROOT / "runs" / f"bench-sq-{args.data}-{tag({**vq_changes, **vq_train_changes})}-{args.vqvae_minutes:g}min"
+    vq_tag = tag({**vqvae_changes(vq_cfg, base), **vq_train_changes})
+    vq_dir = ROOT / "runs" / f"bench-sq-{args.data}-{vq_tag}-{args.vqvae_minutes:g}min"
     prior_dir = vq_dir / (f"prior-{tag({**prior_changes, **train_changes})}-{args.prior_minutes:g}min"
                           + (f"-{args.tag}" if args.tag else ""))
     if (args.variant, vq_train, prior_train) == ("class", profile.vqvae_train, profile.prior_train):

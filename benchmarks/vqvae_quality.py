@@ -100,6 +100,7 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=250, help="validation SSIM every N steps (the curve)")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), help="passed to train-vqvae")
     parser.add_argument("--channels-last", action="store_true", help="passed to train-vqvae")
+    parser.add_argument("--recon-loss", choices=("mse", "l1+grad"), help="passed to train-vqvae (ours only)")
     args = parser.parse_args()
 
     source = str(KAGGLE) if args.data == "kaggle" else args.data
@@ -125,7 +126,11 @@ def main() -> None:
         train_args += ["--precision", args.precision]
     if args.channels_last:
         train_args += ["--channels-last"]
+    if args.recon_loss:
+        train_args += ["--recon-loss", args.recon_loss]
     record["train"] = run_cli(*train_args)
+    from vqvae_lib.train import load_checkpoint
+    record["recon_loss"] = load_checkpoint(run_dir / "vqvae.pt")["meta"]["config"].get("recon_loss", "mse")
     record["eval"] = run_cli("evaluate", "--checkpoint", str(run_dir / "vqvae.pt"), "--data", source, "--json",
                              *(["--device", args.device] if args.device else []))
     record["curve"] = ssim_curve(run_dir)

@@ -9,6 +9,7 @@ from PIL import Image
 
 from vqvae_lib import pipeline
 from vqvae_lib.cli import main
+from vqvae_lib.config import get_profile
 from vqvae_lib.data import load_dataset
 from vqvae_lib.sample_quality import CRITIC_REPEATS, load_samples, measure
 from vqvae_lib.train import load_checkpoint
@@ -117,6 +118,24 @@ def test_misha_baseline_is_configured_as_its_author_did(tiny_source, tmp_path, c
     assert train_cfg["amsgrad"] and train_cfg["lr"] == 3e-4 and train_cfg["batch_size"] == 32
     assert train_cfg["schedule"] == "constant" and train_cfg["grad_clip"] == 0
     assert ckpt["optimizer"]["param_groups"][0]["amsgrad"]
+
+
+def test_recon_loss_option_reaches_the_checkpoint_and_is_refused_for_a_baseline(tiny_source, tmp_path, capsys):
+    for loss in ("mse", "l1+grad"):
+        out = tmp_path / loss
+        assert main(["train-vqvae", "--data", str(tiny_source), "--image-size", "32", "--profile", "smoke",
+                     "--steps", "1", "--batch-size", "4", "--recon-loss", loss, "--out", str(out),
+                     "--no-progress"]) == 0
+        assert load_checkpoint(out / "vqvae.pt")["meta"]["config"]["recon_loss"] == loss
+    assert main(["train-vqvae", "--data", str(tiny_source), "--image-size", "32", "--profile", "smoke",
+                 "--steps", "1", "--batch-size", "4", "--out", str(tmp_path / "default"), "--no-progress"]) == 0
+    profile_loss = load_checkpoint(tmp_path / "default" / "vqvae.pt")["meta"]["config"]["recon_loss"]
+    assert profile_loss == get_profile("smoke").vqvae.recon_loss == "l1+grad"
+    assert main(["train-vqvae", "--data", str(tiny_source), "--model", "reference", "--recon-loss", "mse",
+                 "--steps", "1", "--out", str(tmp_path / "ref")]) == 2
+    assert "--recon-loss" in capsys.readouterr().err and not (tmp_path / "ref").exists()
+    with pytest.raises(SystemExit):
+        main(["train-vqvae", "--recon-loss", "l2", "--out", str(tmp_path / "bad")])
 
 
 def test_speed_options_reach_the_training_config(tiny_source, tmp_path, capsys):

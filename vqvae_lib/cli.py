@@ -34,7 +34,7 @@ from torchvision.utils import save_image
 
 from . import distributed, pipeline
 from .codemaps import conditioning_labels
-from .config import PRECISIONS, PROFILES, SUPPORTS, SamplingConfig, TrainConfig, VQVAEConfig, get_profile
+from .config import PRECISIONS, PROFILES, RECON_LOSSES, SUPPORTS, SamplingConfig, TrainConfig, VQVAEConfig, get_profile
 from .data import load_dataset
 from .pipeline import evaluation_report, load_prior, load_vqvae, throughput, train_prior, train_vqvae, with_minutes
 from .sample_quality import load_samples, measure, real_ceiling, save_samples
@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--model", choices=("profile", *BASELINES), default="profile",
                        help="'reference': the DeepMind Sonnet example's configuration (Adam 3e-4, batch 32); "
                             "'misha': MishaLaskin/vqvae's (Adam 3e-4 amsgrad, batch 32, codebook loss)")
+    train.add_argument("--recon-loss", choices=RECON_LOSSES,
+                       help="the reconstruction term: 'mse', the paper's squared error, or 'l1+grad', the absolute "
+                            "error of the pixels and of their differences (default: the profile's, l1+grad)")
     _training_options(train, "run folder: writes OUT/vqvae.pt and OUT/history.json")
     train.add_argument("--group-by", metavar="REGEX",
                        help="split a source without splits of its own by group, not by file: the regex's group "
@@ -159,6 +162,9 @@ def _train_config(args) -> tuple[VQVAEConfig, TrainConfig, int]:
     profile = get_profile(args.profile)
     size = args.image_size or profile.image_size
     if args.model in BASELINES:
+        if args.recon_loss is not None:
+            raise ValueError(f"--recon-loss applies to the profile's model; --model {args.model} trains on its own "
+                             "source's loss (the squared error divided by the data's variance)")
         make_config, baseline_train = BASELINES[args.model]
         # both divide the reconstruction MSE by the variance of the training slices in [0, 1]
         variance = float(load_dataset(args.data, "train", size, group_by=args.group_by).images.float().div(255).var())
@@ -166,6 +172,8 @@ def _train_config(args) -> tuple[VQVAEConfig, TrainConfig, int]:
         train_cfg = replace(baseline_train, eval_every=profile.vqvae_train.eval_every)
     else:
         model_cfg, train_cfg = profile.vqvae, profile.vqvae_train
+        if args.recon_loss is not None:
+            model_cfg = replace(model_cfg, recon_loss=args.recon_loss)
     train_cfg = with_minutes(train_cfg, args.minutes, args.steps)
     return model_cfg, replace(train_cfg, **_train_overrides(args)), size
 

@@ -164,7 +164,7 @@ def training_curves(history: dict, codebook_size: int | None = None, title: str 
     ax_loss.plot(steps, history["loss"], color="0.8", lw=0.8, label="loss (per step)")
     ax_loss.plot(steps, _smooth(history["loss"], window), color="C0", label="loss (smoothed)")
     if "recon" in history:
-        ax_loss.plot(steps, _smooth(history["recon"], window), color="C1", label="reconstruction MSE")
+        ax_loss.plot(steps, _smooth(history["recon"], window), color="C1", label="reconstruction term")
     ax_loss.set(yscale="log", xlabel="step", title="training loss")
     ax_loss.legend(fontsize=8)
     if "perplexity" in history:
