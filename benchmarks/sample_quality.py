@@ -11,9 +11,8 @@ and its prior in a sub-folder (the class variant at the class budget uses the no
 runs/class-<data>/), with the settings changed as the variant says (from BASE_VQVAE and the class profile); draws
 ``-n`` samples (labels in the training slices' proportions, or each in turn with ``--labels each``; seed 0), decodes
 them and scores them with ``sample_quality.measure`` against the test split (held out: never trained or
-validated on),
-beside the same measures for real test slices (``real_ceiling``) and for their reconstructions (the same slices
-through the VQ-VAE: the ceiling of a perfect prior under this decoder, "decoder" in the record). Writes
+validated on), beside the same measures for real test slices (``real_ceiling``) and for their reconstructions (the
+same slices through the VQ-VAE: the ceiling of a perfect prior under this decoder, "decoder" in the record). Writes
 benchmarks/results/sample-quality-<data>-<variant>[-<budget>].json and a grid of the first 32 samples to
 build/bench/<same name>.png (look at it).
 ``--data kaggle`` is ../shared/data/oasis-kaggle/train (real OASIS-derived slices; seeded 80/10/10 split by

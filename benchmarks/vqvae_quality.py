@@ -23,6 +23,9 @@ import sys
 import time
 from pathlib import Path
 
+from vqvae_lib.config import RECON_LOSSES
+from vqvae_lib.train import load_checkpoint
+
 ROOT = Path(__file__).resolve().parents[1]
 KAGGLE = ROOT.parent / "shared" / "data" / "oasis-kaggle" / "train"
 
@@ -100,7 +103,7 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=250, help="validation SSIM every N steps (the curve)")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), help="passed to train-vqvae")
     parser.add_argument("--channels-last", action="store_true", help="passed to train-vqvae")
-    parser.add_argument("--recon-loss", choices=("mse", "l1+grad"), help="passed to train-vqvae (ours only)")
+    parser.add_argument("--recon-loss", choices=RECON_LOSSES, help="passed to train-vqvae (ours only)")
     args = parser.parse_args()
 
     source = str(KAGGLE) if args.data == "kaggle" else args.data
@@ -129,7 +132,6 @@ def main() -> None:
     if args.recon_loss:
         train_args += ["--recon-loss", args.recon_loss]
     record["train"] = run_cli(*train_args)
-    from vqvae_lib.train import load_checkpoint
     record["recon_loss"] = load_checkpoint(run_dir / "vqvae.pt")["meta"]["config"].get("recon_loss", "mse")
     record["eval"] = run_cli("evaluate", "--checkpoint", str(run_dir / "vqvae.pt"), "--data", source, "--json",
                              *(["--device", args.device] if args.device else []))

@@ -292,7 +292,8 @@ def _class() -> Profile:
         # trained on the L1 error of the pixels and of their differences, not the paper's squared error: at this
         # budget, built-in data, test SSIM 0.975 instead of 0.964 and the critic tells reconstructions from real
         # slices 0.655 of the time instead of 0.738 (kaggle: 0.974 / 0.963, critic 0.823 / 0.946); the samples of
-        # the 4-minute prior score as with MSE (benchmarks/RESULTS.md, "A sharper decoder")
+        # the 4-minute prior score about as with MSE (T = 0.8: NN SSIM 0.695-0.704 over two VQ-VAEs, three priors
+        # and two seeds, against 0.697-0.702; critic 0.97-0.99 either way; benchmarks/RESULTS.md, "A sharper decoder")
         vqvae=VQVAEConfig(recon_loss="l1+grad"),
         # small batches: on a CPU, more updates beat bigger batches (benchmarks: SSIM 0.959 after 2
         # minutes with batch 8, 0.940 with 16, 0.909 with 32); the 3-minute budget becomes a step count at the start
