@@ -81,7 +81,8 @@ def tag(changes: dict) -> str:
 def vqvae_changes(config, base) -> dict:
     """The fields in which a VQVAEConfig differs from the base one: what names its run folder (the class profile's
     l1+grad VQ-VAE shares runs/bench-sq-<data>-recon_lossl1+grad-... with the variant l1grad)."""
-    return {k: v for k, v in config.to_dict().items() if base.to_dict()[k] != v}
+    base = base.to_dict()
+    return {k: v for k, v in config.to_dict().items() if base[k] != v}
 
 
 def main(argv: list[str] | None = None) -> int:
