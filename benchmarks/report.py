@@ -331,7 +331,8 @@ def stretch_lines() -> list[str]:
             f"{prior['config']['depth_buckets']} depth bands, {prior['minutes']:g} minutes, {prior['steps']} steps, "
             f"test bits per code {prior['test_bits_per_code']:.2f}; training loss at the end "
             f"{prior['train_bits_per_code']:.2f}, validation {prior['val_bits_per_code']:.2f}), sampled with the "
-            f"class settings (T = {first['sampling']['temperature']:g}, top-k {first['sampling']['top_k']}, support "
+            f"class settings of the time (T = {first['sampling']['temperature']:g}, top-k "
+            f"{first['sampling']['top_k']}, support "
             f"by {first['sampling']['support']}), {len(runs)} sampling seeds: NN SSIM {both('nn_ssim_mean')}, "
             f"share above 0.6 {both('nn_ssim_share_above_0.6', '.0f', 100)} %, border tissue "
             f"{both('border_tissue_samples', '.0f')}, copies {both('memorised_share', '.0f', 100)} %, pairwise SSIM "
@@ -353,7 +354,8 @@ TOP_K = "sample-quality-default-position-t0.8"  # + "-k16-depth", ...: top-k sco
 
 
 def top_k_lines() -> list[str]:
-    """Top-k at the class settings (T = 0.8, support by depth band) on one prior, one row per k, from the records."""
+    """Top-k at the class settings of the time (T = 0.8, support by depth band) on one prior, one row per k, from the
+    records."""
     runs = [(k, load(f"{TOP_K}{'-k' + str(k) if k else ''}-depth")) for k in (16, 32, 64, None)]
     runs = [(k, r) for k, r in runs if r]
     if len(runs) < 2:
@@ -376,7 +378,7 @@ def top_k_lines() -> list[str]:
             "The class profile's top-k 32 was chosen at T = 1 without a support, with the earlier critic. Here one "
             f"prior with the class settings (variant `position`: {first['vqvae']['steps']} VQ-VAE steps, "
             f"{first['prior']['steps']} prior steps, {first['prior']['test_bits_per_code']:.2f} bits per code) is "
-            f"sampled at the class settings (T = {first['sampling']['temperature']:g}, support by "
+            f"sampled at the class settings of the time (T = {first['sampling']['temperature']:g}, support by "
             f"{first['sampling']['support']}, 256 samples, seed {first['sampling']['seed']}) with each top-k:", "",
             *rows, "", top_k_verdict([r["samples"] for _, r in runs]), "",
             "Command: `python benchmarks/sample_quality.py --data default --variant position --temperature 0.8 "
@@ -478,7 +480,8 @@ def decoder_loss_lines() -> list[str]:
             "every edge a little. `VQVAEConfig.recon_loss = \"l1+grad\"` (`vqvae.reconstruction_loss`) trains on the "
             "mean absolute error of the pixels plus that of their vertical and horizontal differences instead. Each "
             "VQ-VAE of its own (3 minutes, the class budget, unless the row says otherwise) with its own 4-minute "
-            "class prior, class sampling settings (T = 0.8, top-k 32, support by depth; by position on kaggle), 256 "
+            "class prior, the class sampling settings until 2026-12-06 (T = 0.8, top-k 32, support by depth; by "
+            "position on kaggle), 256 "
             "samples, seed 0, one training each; built-in data split by subject, kaggle by file. The reconstructions "
             "are those of the real test slices, scored like samples (what a perfect prior would reach through that "
             "decoder). Since 2026-12-06 the class profile trains on this loss (notebook 02 shows why a squared error "
@@ -512,7 +515,8 @@ def kaggle_masked_lines() -> list[str]:
     return ["### The masked-code prior on the kaggle slices", "",
             "The same comparison on the real OASIS-derived slices (`--data kaggle`), every prior over the codes of one "
             f"{first['vqvae']['minutes']:g}-minute VQ-VAE ({first['vqvae']['steps']} steps, reconstructions "
-            f"{first['vqvae']['test']['ssim_mean']:.3f}), class sampling settings (T = 0.8, top-k 32, support by "
+            f"{first['vqvae']['test']['ssim_mean']:.3f}), class sampling settings of the time (T = 0.8, top-k 32, "
+            "support by "
             "position, which `--support depth` means on these folders: their labels are dementia classes), 256 "
             "samples, seed 0, one training each. The split is by "
             "file, so neighbouring slices of one subject sit in training and test, and the real ceiling (NN SSIM "
@@ -677,7 +681,8 @@ def mirror_lines() -> list[str]:
             "output head at (i, j) also get a projection of the code at (i, w - 1 - j) when that one was drawn first "
             "(still causal; it starts at zero). Both priors on the same "
             f"{base['vqvae']['minutes']:g}-minute VQ-VAE ({base['vqvae']['steps']} steps), {base['prior']['minutes']:g}"
-            f" minutes of prior training, the class sampling settings (T = {base['sampling']['temperature']:g}, "
+            f" minutes of prior training, the class sampling settings of the time "
+            f"(T = {base['sampling']['temperature']:g}, "
             f"top-k {base['sampling']['top_k']}, support by {base['sampling']['support']}), 256 samples, seed 0:", "",
             *rows, "",
             f"Mirror symmetry: the IoU of each brain mask with its mirror about its own centre column. `mirror` moves "
@@ -788,9 +793,9 @@ def sample_table(records: list[dict]) -> list[str]:
 
 
 # the class profile's own runs at its own sampling settings: record name -> column title
-CLASS_STATUS = {"sample-quality-default-class-t0.8-k32-depth": "class budget, built-in, seed 0",
-                "sample-quality-default-class-t0.8-k32-depth-seed1": "seed 1",
-                "sample-quality-kaggle-class-t0.8-k32-depth": "class budget, kaggle"}
+CLASS_STATUS = {"sample-quality-default-class-t0.7-k32-depth": "class budget, built-in, seed 0",
+                "sample-quality-default-class-t0.7-k32-depth-seed1": "seed 1",
+                "sample-quality-kaggle-class-t0.7-k32-depth": "class budget, kaggle"}
 # the generation issue's targets, one row each: (label, measure of the samples or "recon" for the VQ-VAE's test SSIM,
 # whether a value meets it given its record)
 STATUS_TARGETS = [
