@@ -722,12 +722,13 @@ def cue_lines() -> list[str]:
         v = c["pairs"].get(name)
         return "-" if v is None else (f"{v['two_sample_accuracy']:.3f} ({', '.join(f'{r:.2f}' for r in v['runs'])};"
                                       f" {v['n'][0]} vs {v['n'][1]})")
-    heads = [f"{c['data']}, `{c['run']}` ({c['vqvae_steps']} + {c['prior_steps']} steps)" for c in cues]
+    heads = [f"{c['data']}, `{c['run']}` ({c['vqvae_steps']} + {c['prior_steps']} steps, T = "
+             f"{c['sampling']['temperature']:g})" for c in cues]
     s = cues[0]["sampling"]
     return ["### What gives the samples away", "",
             "The two-sample critic (three critics trained to the end) on pairs of image sets that each remove one "
             "possible cue, for the notebooks' class run on the built-in data and for other runs (column heads: data, "
-            f"run folder, VQ-VAE + prior steps); 256 samples at T = {s['temperature']:g}, top-k {s['top_k']}, "
+            f"run folder, VQ-VAE + prior steps, sampling temperature); 256 samples with top-k {s['top_k']}, "
             f"support '{s['support']}'; where two real sets are needed, the test slices split in halves. Blurring one "
             "set alone gives it away at once (real blurred vs real), so the control for fine texture is both sets "
             "blurred alike; brain masks keep only where the tissue is (outline, ventricles, sulci), and the "
