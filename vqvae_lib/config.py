@@ -258,7 +258,7 @@ class Profile:
     # critics trained to the end), T = 0.9 / 0.85 / 0.8 / 0.75 / 0.7 give NN SSIM 0.693 / 0.694 / 0.695-0.696 /
     # 0.698-0.701 / 0.701-0.703, pairwise 0.550-0.570 (real 0.524, bound 0.574), critic 0.97-0.98 at every one: T = 0.7
     # is the only setting at the 0.70 target on both seeds (by 0.001-0.003, about the spread between seeds; on two
-    # other trainings of these settings T = 0.7 / 0.8 give NN 0.707-0.709 / 0.704, pairwise 0.564-0.582 / 0.556-0.568:
+    # other trainings of these settings T = 0.7 / 0.8 give NN 0.707-0.709 / 0.704, pairwise 0.563-0.582 / 0.556-0.568:
     # each setting misses one target on one of the three trainings). On kaggle
     # it costs a little diversity (pairwise 0.712 against 0.707 at T = 0.8; bound 0.704, missed at both). T = 0.8 was
     # the setting until 2026-12-06 (chosen on a squared-error VQ-VAE: 0.701 / 0.702 there). On class
