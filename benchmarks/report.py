@@ -16,6 +16,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from vqvae_lib.config import get_profile  # noqa: E402
 from vqvae_lib.plotting import figure_metadata  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -793,10 +794,16 @@ def sample_table(records: list[dict]) -> list[str]:
     return rows
 
 
-# the class profile's own runs at its own sampling settings: record name -> column title
-CLASS_STATUS = {"sample-quality-default-class-t0.7-k32-depth": "class budget, built-in, seed 0",
-                "sample-quality-default-class-t0.7-k32-depth-seed1": "seed 1",
-                "sample-quality-kaggle-class-t0.7-k32-depth": "class budget, kaggle"}
+def class_status() -> dict[str, str]:
+    """The class profile's own runs at its own sampling settings (named as benchmarks/sample_quality.py names
+    them, so the table follows ``Profile.sampling``): record name -> column title."""
+    s = get_profile("class").sampling
+    settings = f"t{s.temperature:g}" + (f"-k{s.top_k}" if s.top_k else "") + f"-{s.support}"
+    return {f"sample-quality-default-class-{settings}": "class budget, built-in, seed 0",
+            f"sample-quality-default-class-{settings}-seed1": "seed 1",
+            f"sample-quality-kaggle-class-{settings}": "class budget, kaggle"}
+
+
 # the generation issue's targets, one row each: (label, measure of the samples or "recon" for the VQ-VAE's test SSIM,
 # whether a value meets it given its record)
 STATUS_TARGETS = [
@@ -842,7 +849,7 @@ def status_cell(record: dict, key: str, test) -> str:
 
 def status_columns(records: list[dict]) -> list[tuple[str, dict]]:
     by_name = {r["name"]: r for r in records}
-    columns = [(title, by_name[name]) for name, title in CLASS_STATUS.items() if name in by_name]
+    columns = [(title, by_name[name]) for name, title in class_status().items() if name in by_name]
     for data, title in (("default", "more time, built-in"), ("kaggle", "more time, kaggle")):
         best = longest_best(records, data)
         if best is not None:
@@ -872,8 +879,6 @@ def in_readme(r: dict) -> bool:
     """The README's sample rows: those variants at T = 1, plain and with the profile's top-k (every seed); sampled
     with a support, only the class profile's own (the support comparison on one prior is in RESULTS.md); and the
     class profile at its own sampling settings (every seed)."""
-    from vqvae_lib.config import get_profile
-
     s, profile = r["sampling"], get_profile("class").sampling
     if r["variant"] == "class" and (s["temperature"], s["top_k"], s.get("support", "none")) == (
             profile.temperature, profile.top_k, profile.support):

@@ -71,10 +71,10 @@ VARIANTS = {
     "masked": ({}, {"architecture": "masked", "channels": 64, "n_layers": 2}, {}, {}),
     "masked-c32": ({}, {"architecture": "masked", "channels": 32, "n_layers": 2}, {}, {}),  # half the width: ~0.1 s
     "masked-c32-l1": ({}, {"architecture": "masked", "channels": 32, "n_layers": 1}, {}, {}),  # 1 block per level
-    # the masked prior over the codes of the class profile's l1+grad VQ-VAE (the one of variant "l1grad"): for longer
-    # budgets, where the masked prior won on the squared-error VQ-VAE
-    "masked-c32-l1grad": ({"recon_loss": "l1+grad"}, {"architecture": "masked", "channels": 32, "n_layers": 2}, {}, {}),
 }
+# the masked prior of "masked-c32" over the codes of variant "l1grad"'s VQ-VAE (the class profile's loss): for longer
+# budgets, where the masked prior won on the squared-error VQ-VAE
+VARIANTS["masked-c32-l1grad"] = (VARIANTS["l1grad"][0], *VARIANTS["masked-c32"][1:])
 
 
 def tag(changes: dict) -> str:
