@@ -386,6 +386,73 @@ def top_k_lines() -> list[str]:
             "--support depth [--top-k K]`.", ""]
 
 
+# top-k 32 against none at T = 0.7 with the support, on the class settings' trainings: (data, variant, tag, what)
+TOP_K_CLASS = [("default", "class", "", "the notebooks' prior, seed 0"),
+               ("default", "class", "-seed1", "the notebooks' prior, seed 1"),
+               ("default", "l1grad", "", "the benchmark's first l1+grad prior"),
+               ("default", "l1grad", "-rerun", "the benchmark's second l1+grad prior"),
+               ("kaggle", "class", "", "the kaggle class prior, seed 0"),
+               ("kaggle", "class", "-seed1", "the kaggle class prior, seed 1"),
+               ("kaggle", "l1grad", "", "the benchmark's kaggle l1+grad prior")]
+
+
+def top_k_class_verdict(pairs: list[tuple[str, dict | None, dict]]) -> str:
+    """What the table says, from its records: NN SSIM, kaggle diversity, intensities and the critic, both ways."""
+    both = [(k32["samples"], none["samples"], none) for _, k32, none in pairs if k32]
+
+    def span(values: list[float]) -> str:
+        return f"{min(values):.3f}-{max(values):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
+
+    nn_gap = max(abs(a["nn_ssim_mean"] - b["nn_ssim_mean"]) for a, b, _ in both)
+    kaggle = [(a, b, r) for a, b, r in both if r["data"] == "kaggle"]
+    bound = (" On kaggle pairwise SSIM " + span([b["pairwise_ssim"] for _, b, _ in kaggle]) + " without top-k against "
+             + span([a["pairwise_ssim"] for a, _, _ in kaggle]) + " with it (bound: real "
+             + f"{kaggle[0][2]['real']['pairwise_ssim']:.3f} + 0.05)." if kaggle else "")
+    w1_lower = sum(b["intensity_w1"] < a["intensity_w1"] for a, b, _ in both)
+    return (f"Without top-k the samples are as close to real slices (NN SSIM within {nn_gap:.3f} either way) and more "
+            f"diverse (lower pairwise SSIM in {sum(b['pairwise_ssim'] < a['pairwise_ssim'] for a, b, _ in both)} of "
+            f"{len(both)} pairs).{bound} Their intensities lie nearer the real ones (lower W1 in {w1_lower} of "
+            f"{len(both)}), and the critic finds them less often in "
+            f"{sum(b['two_sample_accuracy'] < a['two_sample_accuracy'] for a, b, _ in both)} of {len(both)} ("
+            + span([b["two_sample_accuracy"] for _, b, _ in both]) + " against "
+            + span([a["two_sample_accuracy"] for a, _, _ in both]) + "; still far above 0.80). So the class profile "
+            "draws from every code the support allows since 2026-12-06.")
+
+
+def top_k_class_lines() -> list[str]:
+    """Top-k 32 against none at T = 0.7 with the support, on every training of the class settings scored both ways:
+    what moved the class profile to no top-k on 2026-12-06."""
+    pairs = [(what, load(f"sample-quality-{data}-{variant}-t0.7-k32-depth{tag}"),
+              load(f"sample-quality-{data}-{variant}-t0.7-depth{tag}")) for data, variant, tag, what in TOP_K_CLASS]
+    pairs = [(what, k32, none) for what, k32, none in pairs if none]
+    if not pairs:
+        return []
+
+    def cell(r: dict | None, key: str, fmt: str = ".3f") -> str:
+        return format(r["samples"][key], fmt) if r and r["samples"].get(key) is not None else "-"
+
+    rows = ["| data | prior (VQ-VAE + prior steps) | NN SSIM: top-k 32 / none | pairwise SSIM: top-k 32 / none "
+            "(real) | two-sample acc.: top-k 32 / none | intensity W1: top-k 32 / none | depth agreement: top-k 32 / "
+            "none |", "|---|---|---|---|---|---|---|"]
+    for what, k32, none in pairs:
+        depth = (f"{cell(k32, 'depth_agreement', '.0%')} / {cell(none, 'depth_agreement', '.0%')}"
+                 if none["samples"].get("depth_agreement") is not None else "-")
+        data = {"default": "built-in (by subject)", "kaggle": "kaggle (by file)"}[none["data"]]
+        rows.append(f"| {data} | {what} ({none['vqvae']['steps']} + {none['prior']['steps']}) | "
+                    f"{cell(k32, 'nn_ssim_mean')} / {cell(none, 'nn_ssim_mean')} | {cell(k32, 'pairwise_ssim')} / "
+                    f"{cell(none, 'pairwise_ssim')} ({none['real']['pairwise_ssim']:.3f}) | "
+                    f"{cell(k32, 'two_sample_accuracy')} / {cell(none, 'two_sample_accuracy')} | "
+                    f"{cell(k32, 'intensity_w1')} / {cell(none, 'intensity_w1')} | {depth} |")
+    return ["### Top-k at T = 0.7", "",
+            "The class profile sampled with top-k 32 until 2026-12-06, a choice made at T = 1 without a support. At "
+            "the profile's T = 0.7 with the support by depth (by position on kaggle), each training of the class "
+            "settings sampled both ways (256 samples; the two-sample score: the mean of three critics trained to "
+            "the end; a dash: not measured):", "", *rows, "",
+            top_k_class_verdict(pairs), "",
+            "Commands: `python benchmarks/sample_quality.py --data D --variant class|l1grad --temperature 0.7 "
+            "--support depth [--top-k 32] [--seed 1] [--tag rerun]`.", ""]
+
+
 MASKED = {"masked-t0.8-k32-depth": "`masked`: width 64", "masked-depth": "`masked`: width 64",
           "masked-c32-t0.8-k32-depth": "`masked-c32`: width 32",
           "masked-c32-t0.8-k32-depth-rerun": "`masked-c32`: width 32, trained again",
@@ -724,13 +791,14 @@ def cue_lines() -> list[str]:
         return "-" if v is None else (f"{v['two_sample_accuracy']:.3f} ({', '.join(f'{r:.2f}' for r in v['runs'])};"
                                       f" {v['n'][0]} vs {v['n'][1]})")
     heads = [f"{c['data']}, `{c['run']}` ({c['vqvae_steps']} + {c['prior_steps']} steps, T = "
-             f"{c['sampling']['temperature']:g})" for c in cues]
+             f"{c['sampling']['temperature']:g}, " + (f"top-k {c['sampling']['top_k']})" if c["sampling"]["top_k"]
+                                                      else "no top-k)") for c in cues]
     s = cues[0]["sampling"]
     return ["### What gives the samples away", "",
             "The two-sample critic (three critics trained to the end) on pairs of image sets that each remove one "
             "possible cue, for the notebooks' class run on the built-in data and for other runs (column heads: data, "
-            f"run folder, VQ-VAE + prior steps, sampling temperature); 256 samples with top-k {s['top_k']}, "
-            f"support '{s['support']}'; where two real sets are needed, the test slices split in halves. Blurring one "
+            f"run folder, VQ-VAE + prior steps, sampling temperature and top-k); 256 samples with support "
+            f"'{s['support']}'; where two real sets are needed, the test slices split in halves. Blurring one "
             "set alone gives it away at once (real blurred vs real), so the control for fine texture is both sets "
             "blurred alike; brain masks keep only where the tissue is (outline, ventricles, sulci), and the "
             "reconstructions' masks are their control: where those are told from real masks too, the masks say "
@@ -1053,7 +1121,8 @@ def main() -> None:
                       f"![Sample quality against the prior's training time](../figures/{time_figure(curve).name})", "",
                       "Command: `python benchmarks/sample_quality.py --data default --variant position "
                       "--prior-minutes M`.", ""]
-        lines += (stretch_lines() + top_k_lines() + masked_lines() + kaggle_masked_lines() + decoder_loss_lines()
+        lines += (stretch_lines() + top_k_lines() + top_k_class_lines() + masked_lines() + kaggle_masked_lines()
+                  + decoder_loss_lines()
                   + mirror_lines())
     if runs:
         lines += ["## Training throughput", "",

@@ -62,11 +62,12 @@ def test_cli_train_prior_and_sample(tiny_source, tmp_path, capsys):
     assert last_json(capsys)["labels"] == ["a", "b", "a", "b"]
     defaults = [arg for arg in sample if arg not in ("--top-k", "8")]
     assert main(defaults) == 0                                                  # the profile's sampling settings
-    profile_top_k = get_profile().sampling.top_k
-    assert profile_top_k is not None and last_json(capsys)["top_k"] == profile_top_k
-    assert main([*defaults, "--top-k", "0", "--temperature", "0.7"]) == 0       # 0: every code
+    profile = get_profile().sampling
     timing = last_json(capsys)
-    assert timing["top_k"] is None and timing["temperature"] == 0.7
+    assert timing["top_k"] == profile.top_k and timing["temperature"] == profile.temperature
+    assert main([*defaults, "--top-k", "0", "--temperature", "1.3"]) == 0       # 0: every code
+    timing = last_json(capsys)
+    assert timing["top_k"] is None and timing["temperature"] == 1.3
     assert main([*defaults, "--top-k", "-3"]) == 2
     assert "--top-k" in capsys.readouterr().err
 
