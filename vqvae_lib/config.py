@@ -260,11 +260,11 @@ class Profile:
     # setting until 2026-12-06 (chosen on a squared-error VQ-VAE: 0.701 / 0.702 there).
     # No top-k since 2026-12-06 (top-k 32 before, chosen at T = 1 without a support): at T = 0.7 with the support it
     # cost diversity and gave the samples away more, most on kaggle. Without it / with top-k 32: built-in NN SSIM
-    # 0.700-0.704 / 0.701-0.703, pairwise 0.565-0.568 / 0.568-0.570, critic 0.972-0.977 / 0.979-0.982 (two seeds);
-    # kaggle NN 0.753-0.754 / 0.758, pairwise 0.690-0.693 / 0.712 (bound 0.704: met only without top-k), critic
-    # 0.981-0.986 / 0.999; two more trainings agree (RESULTS.md, "Top-k at T = 0.7"); the other temperatures were
-    # measured with top-k 32 only. On class labels (the kaggle folders) 'depth' means 'position': a support per label
-    # lets the critic win there (notebook 05, "Only codes seen there")
+    # 0.700-0.704 / 0.701-0.703, pairwise 0.565-0.568 / 0.568-0.570, critic 0.972-0.977 / 0.979-0.982; kaggle NN
+    # 0.753-0.754 / 0.757-0.758, pairwise 0.690-0.693 / 0.709-0.712 (bound 0.704: met only without top-k), critic
+    # 0.981-0.986 / 0.999 (two seeds each); two more trainings agree (RESULTS.md, "Top-k at T = 0.7"); the other
+    # temperatures were measured with top-k 32 only. On class labels (the kaggle folders) 'depth' means 'position': a
+    # support per label lets the critic win there (notebook 05, "Only codes seen there")
     sampling: SamplingConfig = SamplingConfig(temperature=0.7, top_k=None, support="depth")
     description: str = ""
 
