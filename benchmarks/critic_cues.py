@@ -10,7 +10,10 @@ decoder alone), real slices blurred (Gaussian, sigma 0.5 and 1 pixel) vs other r
 critic to sharpness?), samples vs real slices both blurred (sigma 1: without fine texture; sigma 3: only the coarse
 layout), samples whose brain-pixel intensities are quantile-mapped onto the real slices' (without the intensity
 histogram), and both sets reduced to their brain masks (pixels above the brain threshold: the outline alone; the
-reconstructions' masks as the control: what the decoder alone changes there). 256
+reconstructions' masks as the control: what the decoder alone changes there). Then simple measures, one at a
+time (``sample_quality.slice_measures``: outline size, position, roughness, symmetry, brain intensity mean and
+spread): their means and how well each alone tells samples, or the reconstructions, from the real slices
+(``separability``, 0.5 = not at all). 256
 samples with the profile's sampling settings (seed 0); the real test slices split in two halves (seed 0) where two
 real sets are needed. Writes benchmarks/results/critic-cues-default-class.json (another run: critic-cues-DATA-RUN.json).
 """
@@ -68,7 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     from vqvae_lib.codemaps import load_code_maps
     from vqvae_lib.config import get_profile
     from vqvae_lib.data import load_dataset
-    from vqvae_lib.sample_quality import BRAIN_THRESHOLD, CRITIC, as_float, two_sample_accuracies
+    from vqvae_lib.sample_quality import (
+        BRAIN_THRESHOLD,
+        CRITIC,
+        as_float,
+        separability,
+        slice_measures,
+        two_sample_accuracies,
+    )
     from vqvae_lib.sampling import decode, default_labels, sample, support_for
 
     profile = get_profile("class")
@@ -109,13 +119,24 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = {"two_sample_accuracy": sum(runs) / len(runs), "runs": runs, "n": [len(x), len(y)]}
         print(f"{name:>48}: {results[name]['two_sample_accuracy']:.3f} {[round(r, 3) for r in runs]} "
               f"({time.perf_counter() - started:.0f} s)", flush=True)
+    sets = {"samples": slice_measures(samples), "reconstructions": slice_measures(recon), "real": slice_measures(real)}
+    measures = {name: {**{f"{kind}_mean": float(values[name].mean()) for kind, values in sets.items()},
+                       "samples_separability": separability(sets["samples"][name], sets["real"][name]),
+                       "reconstructions_separability": separability(sets["reconstructions"][name],
+                                                                    sets["real"][name])}
+                for name in sets["real"]}
+    for name, m in measures.items():
+        print(f"{name:>24}: samples {m['samples_mean']:.3f} (separability {m['samples_separability']:.3f}), "
+              f"reconstructions {m['reconstructions_mean']:.3f} ({m['reconstructions_separability']:.3f}), "
+              f"real {m['real_mean']:.3f}")
     steps = {"vqvae_steps": json.loads((vq_path.parent / "history.json").read_text())["steps"],
              "prior_steps": json.loads((run / "prior_history.json").read_text())["steps"]}
     where = run.relative_to(ROOT) if run.is_relative_to(ROOT) else run
     name = (f"critic-cues-{args.data}-class" if args.run is None
             else f"critic-cues-{args.data}-{'-'.join(where.parts[-2:]) if vq_path.parent != run else where.name}")
     record = {"name": name, "data": args.data, "run": str(where), **steps,
-              "sampling": s.to_dict(), "critic": CRITIC, "pairs": results, "commit": git_commit(),
+              "sampling": s.to_dict(), "critic": CRITIC, "pairs": results, "measures": measures,
+              "commit": git_commit(),
               "machine": machine(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     out = ROOT / "benchmarks" / "results" / f"{name}.json"
     out.write_text(json.dumps(record, indent=1) + "\n")

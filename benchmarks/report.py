@@ -807,9 +807,32 @@ def cue_lines() -> list[str]:
             "images in each set); - : not measured for that run (the pair was added later).", "",
             "| pair | " + " | ".join(heads) + " |", "|---" * (1 + len(cues)) + "|",
             *(f"| {name} | " + " | ".join(cell(c, name) for c in cues) + " |" for name in pairs), "",
+            *measure_lines(cues[0]),
             "Commands: `python benchmarks/critic_cues.py` (the notebooks' run), `python benchmarks/critic_cues.py "
             "--data D --run RUN` (" + "; ".join(f"{c['name']}: {c['date'][:10]} {c.get('commit') or ''}"
                                                for c in cues) + ").", ""]
+
+
+def measure_lines(cue: dict) -> list[str]:
+    """One critic_cues record's simple measures (``sample_quality.slice_measures``): the mean of each for samples,
+    reconstructions and real slices, and how well each alone tells the first two from the real slices."""
+    measures = cue.get("measures")
+    if not measures:
+        return []
+    rows = ["| measure | samples | reconstructions | real test slices | separability: samples vs real | "
+            "reconstructions vs real |", "|---|---|---|---|---|---|"]
+    rows += [f"| {name} | {m['samples_mean']:.3f} | {m['reconstructions_mean']:.3f} | {m['real_mean']:.3f} | "
+             f"{m['samples_separability']:.3f} | {m['reconstructions_separability']:.3f} |"
+             for name, m in sorted(measures.items(), key=lambda item: -item[1]["samples_separability"])]
+    best, m = max(measures.items(), key=lambda item: item[1]["samples_separability"])
+    recon = max(v["reconstructions_separability"] for v in measures.values())
+    return [f"Simple measures of the same {cue['data']} samples (`{cue['run']}`), one at a time "
+            "(`sample_quality.slice_measures`; separability: the area under the ROC curve of a threshold on one "
+            "measure, folded to at least 0.5, which is chance): each row's mean over the set, and how well it "
+            "alone tells the set from the real test slices.", "", *rows, "",
+            f"The measure that tells the samples apart best is the {best} ({m['samples_mean']:.3f} against "
+            f"{m['real_mean']:.3f} for real slices; separability {m['samples_separability']:.3f}); no measure "
+            f"separates the reconstructions better than {recon:.3f}.", ""]
 
 
 def spread_sentence(records: list[dict]) -> str:

@@ -22,7 +22,9 @@ from vqvae_lib.sample_quality import (
     record_cell,
     records_table,
     save_samples,
+    separability,
     share_above,
+    slice_measures,
     two_sample_accuracies,
     two_sample_accuracy,
     weak_critic,
@@ -141,6 +143,38 @@ def test_mirror_symmetry_of_symmetric_lopsided_and_empty_outlines():
     assert torch.equal(mirror_symmetry((images * 255).to(torch.uint8)), sym)    # uint8 images too
     report = measure(images[:3], images[:3], images, two_sample=False)
     assert report.summary()["mirror_symmetry"] == pytest.approx(float(sym[:3].mean()))
+
+
+def test_slice_measures_of_a_disc_a_square_a_two_tone_bar_and_an_empty_slice():
+    yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
+    disc = ((yy - 31.5) ** 2 + (xx - 31.5) ** 2 < 20 ** 2).float() * 0.7       # centred, radius 20
+    square = torch.zeros(64, 64)
+    square[10:30, 20:40] = 0.9                                                  # 20 x 20, rows 10-29, columns 20-39
+    bar = torch.zeros(64, 64)
+    bar[0:4, 0:8] = 0.4
+    bar[0:4, 8:16] = 0.8                                                        # half at 0.4, half at 0.8
+    m = slice_measures(torch.stack([disc, square, bar, torch.zeros(64, 64)])[:, None])
+    assert all(v.shape == (4,) for v in m.values())
+    assert m["brain area"][1] == pytest.approx(400 / 64 ** 2) and m["brain area"][0] == pytest.approx(0.3086, abs=1e-3)
+    assert m["width"][1] == m["height"][1] == pytest.approx(20 / 64) and m["width"][2] == pytest.approx(16 / 64)
+    assert m["centre row"][0] == m["centre column"][0] == pytest.approx(0.5)    # the image's centre
+    assert m["centre row"][1] == pytest.approx(20 / 64) and m["centre column"][1] == pytest.approx(30 / 64)
+    assert m["outline roughness"][1] == pytest.approx(76 / 20)                  # 76 edge pixels, sqrt(400) = 20
+    assert 3.0 < m["outline roughness"][0] < m["outline roughness"][1]           # a disc is smoother than a square
+    assert m["mirror symmetry"][0] == m["mirror symmetry"][1] == 1.0
+    assert m["brain intensity mean"][1] == pytest.approx(0.9) and m["brain intensity spread"][1] == pytest.approx(0)
+    assert m["brain intensity mean"][2] == pytest.approx(0.6) and m["brain intensity spread"][2] == pytest.approx(0.2)
+    assert all(float(v[3]) == 0.0 for v in m.values())                           # no brain: 0 everywhere
+
+
+def test_separability_of_identical_shifted_and_overlapping_sets():
+    a = torch.randn(300, generator=torch.Generator().manual_seed(0))
+    assert separability(a, a) == pytest.approx(0.5)                             # ties count half
+    assert separability(a, a + 10) == separability(a + 10, a) == 1.0            # whichever side is higher
+    # 16 pairs: a > b once (3 > 2), two ties (2, 3): AUC (1 + 2 / 2) / 16 = 0.125, folded 0.875
+    assert separability(torch.tensor([0.0, 1, 2, 3]), torch.tensor([2.0, 3, 4, 5]), chunk=3) == pytest.approx(0.875)
+    with pytest.raises(ValueError, match="non-empty"):
+        separability(a, torch.zeros(0))
 
 
 def test_pairwise_ssim_of_identical_and_independent_images(train):

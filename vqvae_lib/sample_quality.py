@@ -24,8 +24,11 @@
 - Brain area: the fraction of pixels above ``BRAIN_THRESHOLD`` per image, mean and std, vs the real ones.
 - Mirror symmetry: the IoU of each brain mask with itself mirrored about its own centre column (1: a perfectly
   symmetric outline); compare it with the real slices'.
+- What gives samples away, one simple measure at a time: ``slice_measures`` (outline size, position,
+  roughness and symmetry, brain intensity mean and spread, per slice) and ``separability`` (the folded ROC area of
+  one measure between two sets: 0.5 when it cannot tell them apart); benchmarks/critic_cues.py reports them.
 
-``measure`` computes all of them; ``real_ceiling`` computes the same for held-out real slices, the best a
+``measure`` computes all of them but the last; ``real_ceiling`` computes the same for held-out real slices, the best a
 generator can hope for. Do the same for samples of the independent-codes prior
 (``prior.IndependentPrior.sample``) to see what the PixelCNN adds (``compare_priors`` does the first few).
 Every measure works a chunk of images at a time: memory stays bounded for thousands of slices.
@@ -156,6 +159,61 @@ def mirror_symmetry(images: torch.Tensor, threshold: float = BRAIN_THRESHOLD) ->
         union = (mask | mirrored).sum(dim=(1, 2))
         parts.append(torch.where(union > 0, (mask & mirrored).sum(dim=(1, 2)) / union.clamp(min=1), 0.0))
     return torch.cat(parts) if parts else torch.zeros(0)
+
+
+def extent(occupied: torch.Tensor) -> torch.Tensor:
+    """(N, S) bool, which rows (or columns) hold brain -> (N,) the span from the first to the last, as a fraction
+    of S (0 where none does)."""
+    S = occupied.shape[1]
+    first = occupied.float().argmax(1)
+    last = S - 1 - occupied.flip(1).float().argmax(1)
+    return torch.where(occupied.any(1), (last - first + 1) / S, 0.0)
+
+
+def slice_measures(images: torch.Tensor, threshold: float = BRAIN_THRESHOLD) -> dict[str, torch.Tensor]:
+    """Simple measures of each slice, to see which one tells two sets apart (``separability``): (N, 1, S, S) ->
+    name -> (N,). Of the brain mask (pixels above ``threshold``): its area (fraction of the image), width and
+    height (fraction of the image side), centre row and column (fraction of the side, 0.5 = the image's centre),
+    outline roughness (brain pixels with a non-brain 4-neighbour over the square root of all brain pixels: about
+    3.2 for a disc, 3.8 for a square, more for a ragged outline) and mirror symmetry (``mirror_symmetry``); of
+    the brain pixels' intensities: mean and spread (standard deviation). An image without brain pixels measures 0
+    everywhere."""
+    parts: dict[str, list[torch.Tensor]] = {}
+    for part in chunks(images):
+        x = part[:, 0]                                                             # (c, S, S)
+        mask = x > threshold
+        S = x.shape[-1]
+        pixels = mask.sum(dim=(1, 2)).clamp(min=1)                                 # (c,)
+        position = torch.arange(S, dtype=torch.float32)
+
+        padded = F.pad(mask, (1, 1, 1, 1))                                         # (c, S + 2, S + 2)
+        inner = (mask & padded[:, :-2, 1:-1] & padded[:, 2:, 1:-1]                 # its 4 neighbours are brain too
+                 & padded[:, 1:-1, :-2] & padded[:, 1:-1, 2:])
+        mean = (x * mask).sum(dim=(1, 2)) / pixels
+        spread = (((x - mean[:, None, None]) ** 2) * mask).sum(dim=(1, 2)) / pixels
+        measures = {"brain area": mask.float().mean(dim=(1, 2)), "width": extent(mask.any(1)),
+                    "height": extent(mask.any(2)),
+                    "centre row": (mask * (position[:, None] + 0.5)).sum(dim=(1, 2)) / pixels / S,
+                    "centre column": (mask * (position + 0.5)).sum(dim=(1, 2)) / pixels / S,
+                    "outline roughness": (mask & ~inner).sum(dim=(1, 2)) / pixels.sqrt(),
+                    "mirror symmetry": mirror_symmetry(part, threshold),
+                    "brain intensity mean": mean, "brain intensity spread": spread.sqrt()}
+        for name, values in measures.items():
+            parts.setdefault(name, []).append(values)
+    return {name: torch.cat(values) for name, values in parts.items()}
+
+
+def separability(a: torch.Tensor, b: torch.Tensor, chunk: int = 4096) -> float:
+    """How well one measure alone tells two sets apart: the area under the ROC curve of a threshold on it,
+    folded to at least 0.5 (0.5: not at all, whichever side is higher; 1: perfectly). (N,) and (M,) -> float;
+    ties count half."""
+    if len(a) == 0 or len(b) == 0:
+        raise ValueError(f"separability needs two non-empty sets, got {len(a)} and {len(b)} values")
+    b = b.double()
+    above = sum(float((part.double()[:, None] > b).sum() + 0.5 * (part.double()[:, None] == b).sum())
+                for part in a.split(chunk))
+    auc = above / (len(a) * len(b))
+    return max(auc, 1 - auc)
 
 
 def empty_frame(train_images: torch.Tensor, threshold: float = BRAIN_THRESHOLD, max_share: float = 0.0,
