@@ -9,13 +9,14 @@ Pairs: samples vs the real slices' reconstructions (is it the decoder?), reconst
 decoder alone), real slices blurred (Gaussian, sigma 0.5 and 1 pixel) vs other real slices (how sensitive is the
 critic to sharpness?), samples vs real slices both blurred (sigma 1: without fine texture; sigma 3: only the coarse
 layout), samples whose brain-pixel intensities are quantile-mapped onto the real slices' (without the intensity
-histogram), and both sets reduced to their brain masks (pixels above the brain threshold: the outline alone; the
-reconstructions' masks as the control: what the decoder alone changes there). Then simple measures, one at a
-time (``sample_quality.slice_measures``: outline size, position, roughness, symmetry, brain intensity mean and
-spread): their means and how well each alone tells samples, or the reconstructions, from the real slices
-(``separability``, 0.5 = not at all). 256
-samples with the profile's sampling settings (seed 0); the real test slices split in two halves (seed 0) where two
-real sets are needed. Writes benchmarks/results/critic-cues-default-class.json (another run: critic-cues-DATA-RUN.json).
+histogram), samples whose every slice's brain intensities are moved to the mean and spread of a random real slice
+(without the per-slice brightness and contrast), and both sets reduced to their brain masks (pixels above the
+brain threshold: the outline alone; the reconstructions' masks as the control: what the decoder alone changes
+there). Then simple measures, one at a time (``sample_quality.slice_measures``: outline size, position,
+roughness, symmetry, brain intensity mean and spread): their means and how well each alone tells samples, or the
+reconstructions, from the real slices (``separability``, 0.5 = not at all). 256 samples with the profile's
+sampling settings (seed 0); the real test slices split in two halves (seed 0) where two real sets are needed.
+Writes benchmarks/results/critic-cues-default-class.json (another run: critic-cues-DATA-RUN.json).
 """
 from __future__ import annotations
 
@@ -55,6 +56,24 @@ def intensity_matched(images, reference, threshold: float):
     ranks = torch.searchsorted(src, out[mask]).clamp(max=len(src) - 1).float() / (len(src) - 1)
     out[mask] = ref[(ranks * (len(ref) - 1)).long()]
     return out
+
+
+def slice_standardised(images, reference, threshold: float, seed: int = 0):
+    """``images`` with each slice's brain pixels (above ``threshold``) moved to the brain intensity mean and spread
+    of one slice of ``reference`` drawn at random (seeded): per slice, not one global map as ``intensity_matched``."""
+    import torch
+
+    from vqvae_lib.sample_quality import slice_measures
+
+    own, target = slice_measures(images, threshold), slice_measures(reference, threshold)
+    pick = torch.randint(len(reference), (len(images),), generator=torch.Generator().manual_seed(seed))
+
+    def per_slice(values):                                                     # (N,) -> (N, 1, 1, 1)
+        return values[:, None, None, None]
+
+    z = (images - per_slice(own["brain intensity mean"])) / per_slice(own["brain intensity spread"]).clamp(min=1e-6)
+    moved = z * per_slice(target["brain intensity spread"][pick]) + per_slice(target["brain intensity mean"][pick])
+    return torch.where(images > threshold, moved.clamp(threshold + 1e-3, 1.0), images)   # brain stays brain
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         "samples blurred sigma 1 vs real blurred sigma 1": (blur(samples, 1.0), blur(real, 1.0)),
         "samples blurred sigma 3 vs real blurred sigma 3": (blur(samples, 3.0), blur(real, 3.0)),
         "samples intensity-matched vs real": (intensity_matched(samples, real, BRAIN_THRESHOLD), real),
+        "samples standardised per slice vs real": (slice_standardised(samples, real, BRAIN_THRESHOLD), real),
         "samples' brain masks vs real brain masks": ((samples > BRAIN_THRESHOLD).float(),
                                                      (real > BRAIN_THRESHOLD).float()),
         "reconstructions' brain masks vs real brain masks": ((recon[a] > BRAIN_THRESHOLD).float(),
