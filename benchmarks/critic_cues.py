@@ -58,22 +58,29 @@ def intensity_matched(images, reference, threshold: float):
     return out
 
 
-def slice_standardised(images, reference, threshold: float, seed: int = 0):
-    """``images`` with each slice's brain pixels (above ``threshold``) moved to the brain intensity mean and spread
-    of one slice of ``reference`` drawn at random (seeded): per slice, not one global map as ``intensity_matched``."""
+def slice_standardised(images, labels, reference, reference_labels, threshold: float, seed: int = 0):
+    """``images`` (N, 1, S, S) with each slice's brain pixels (above ``threshold``) moved to the brain intensity
+    mean and spread of one ``reference`` slice of the same label (depth band), drawn at random (seeded): per slice,
+    not one global map as ``intensity_matched``. The background stays; brain stays above ``threshold``."""
     import torch
 
-    from vqvae_lib.sample_quality import slice_measures
+    from vqvae_lib.sample_quality import as_float, brain_intensity
 
-    own, target = slice_measures(images, threshold), slice_measures(reference, threshold)
-    pick = torch.randint(len(reference), (len(images),), generator=torch.Generator().manual_seed(seed))
-
-    def per_slice(values):                                                     # (N,) -> (N, 1, 1, 1)
-        return values[:, None, None, None]
-
-    z = (images - per_slice(own["brain intensity mean"])) / per_slice(own["brain intensity spread"]).clamp(min=1e-6)
-    moved = z * per_slice(target["brain intensity spread"][pick]) + per_slice(target["brain intensity mean"][pick])
-    return torch.where(images > threshold, moved.clamp(threshold + 1e-3, 1.0), images)   # brain stays brain
+    images, reference = as_float(images), as_float(reference)
+    own = brain_intensity(images[:, 0], images[:, 0] > threshold)                 # (N,), (N,)
+    target = brain_intensity(reference[:, 0], reference[:, 0] > threshold)
+    g = torch.Generator().manual_seed(seed)
+    pick = torch.empty(len(images), dtype=torch.long)
+    for label in labels.unique():                                                # a reference slice of that band
+        pool = (reference_labels == label).nonzero().flatten()
+        if len(pool) == 0:
+            raise ValueError(f"no reference slice has label {int(label)}")
+        wanted = (labels == label).nonzero().flatten()
+        pick[wanted] = pool[torch.randint(len(pool), (len(wanted),), generator=g)]
+    mean, spread = (own[0][:, None, None, None], own[1][:, None, None, None].clamp(min=1e-6))
+    to_mean, to_spread = (target[0][pick][:, None, None, None], target[1][pick][:, None, None, None])
+    moved = (images - mean) / spread * to_spread + to_mean
+    return torch.where(images > threshold, moved.clamp(threshold + 1e-3, 1.0), images)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,12 +117,17 @@ def main(argv: list[str] | None = None) -> int:
     cpu = torch.device("cpu")
     vqvae, prior = load_vqvae(vq_path, cpu), load_prior(run / "prior.pt", cpu)
     s = profile.sampling
-    samples = decode(vqvae, sample(prior, 256, labels=default_labels(prior, 256), seed=0, temperature=s.temperature,
+    labels = default_labels(prior, 256)                                                          # (256,)
+    samples = decode(vqvae, sample(prior, 256, labels=labels, seed=0, temperature=s.temperature,
                                    top_k=s.top_k, support=support_for(prior, s.support)))       # (256, 1, S, S)
     real = as_float(load_dataset(source, "test", profile.image_size).images)
     test_maps = load_code_maps(vq_path, source, "test", n_buckets=prior.config.depth_buckets)
     recon = decode(vqvae, test_maps.indices)                                                    # one per real slice
     a, b = torch.randperm(len(real), generator=torch.Generator().manual_seed(0)).tensor_split(2)  # two real halves
+    conditional = labels is not None and test_maps.labels is not None                 # else one band for all
+    band = labels if conditional else torch.zeros(len(samples), dtype=torch.long)            # (256,)
+    real_band = test_maps.labels if conditional else torch.zeros(len(real), dtype=torch.long)  # (R,)
+    standardised = slice_standardised(samples, band, real, real_band, BRAIN_THRESHOLD)
     pairs = {
         "samples vs real": (samples, real),
         "samples vs reconstructions": (samples, recon[b]),
@@ -125,7 +137,9 @@ def main(argv: list[str] | None = None) -> int:
         "samples blurred sigma 1 vs real blurred sigma 1": (blur(samples, 1.0), blur(real, 1.0)),
         "samples blurred sigma 3 vs real blurred sigma 3": (blur(samples, 3.0), blur(real, 3.0)),
         "samples intensity-matched vs real": (intensity_matched(samples, real, BRAIN_THRESHOLD), real),
-        "samples standardised per slice vs real": (slice_standardised(samples, real, BRAIN_THRESHOLD), real),
+        "samples standardised per slice vs real": (standardised, real),
+        "real standardised per slice vs real": (slice_standardised(real[a], real_band[a], real[b], real_band[b],
+                                                                   BRAIN_THRESHOLD), real[b]),
         "samples' brain masks vs real brain masks": ((samples > BRAIN_THRESHOLD).float(),
                                                      (real > BRAIN_THRESHOLD).float()),
         "reconstructions' brain masks vs real brain masks": ((recon[a] > BRAIN_THRESHOLD).float(),
@@ -139,11 +153,14 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = {"two_sample_accuracy": sum(runs) / len(runs), "runs": runs, "n": [len(x), len(y)]}
         print(f"{name:>48}: {results[name]['two_sample_accuracy']:.3f} {[round(r, 3) for r in runs]} "
               f"({time.perf_counter() - started:.0f} s)", flush=True)
-    sets = {"samples": slice_measures(samples), "reconstructions": slice_measures(recon), "real": slice_measures(real)}
+    sets = {"samples": slice_measures(samples), "reconstructions": slice_measures(recon), "real": slice_measures(real),
+            "standardised samples": slice_measures(standardised)}
     measures = {name: {**{f"{kind}_mean": float(values[name].mean()) for kind, values in sets.items()},
                        "samples_separability": separability(sets["samples"][name], sets["real"][name]),
                        "reconstructions_separability": separability(sets["reconstructions"][name],
-                                                                    sets["real"][name])}
+                                                                    sets["real"][name]),
+                       "standardised_samples_separability": separability(sets["standardised samples"][name],
+                                                                         sets["real"][name])}
                 for name in sets["real"]}
     for name, m in measures.items():
         print(f"{name:>24}: samples {m['samples_mean']:.3f} (separability {m['samples_separability']:.3f}), "

@@ -8,6 +8,7 @@ configuration) and figures/bench_throughput.png (training throughput per variant
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -399,6 +400,8 @@ TOP_K_CLASS = [("default", "class", "", "the notebooks' prior, seed 0"),
 def top_k_class_verdict(pairs: list[tuple[str, dict | None, dict]]) -> str:
     """What the table says, from its records: NN SSIM, kaggle diversity, intensities and the critic, both ways."""
     both = [(k32["samples"], none["samples"], none) for _, k32, none in pairs if k32]
+    if not both:
+        return "No training was scored both ways yet."
 
     def span(values: list[float]) -> str:
         return f"{min(values):.3f}-{max(values):.3f}" if len(values) > 1 else f"{values[0]:.3f}"
@@ -820,19 +823,28 @@ def measure_lines(cue: dict) -> list[str]:
     if not measures:
         return []
     rows = ["| measure | samples | reconstructions | real test slices | separability: samples vs real | "
-            "reconstructions vs real |", "|---|---|---|---|---|---|"]
+            "reconstructions vs real | samples standardised per slice vs real |", "|---|---|---|---|---|---|---|"]
     rows += [f"| {name} | {m['samples_mean']:.3f} | {m['reconstructions_mean']:.3f} | {m['real_mean']:.3f} | "
-             f"{m['samples_separability']:.3f} | {m['reconstructions_separability']:.3f} |"
+             f"{m['samples_separability']:.3f} | {m['reconstructions_separability']:.3f} | "
+             + (f"{m['standardised_samples_separability']:.3f} |" if "standardised_samples_separability" in m
+                else "- |")
              for name, m in sorted(measures.items(), key=lambda item: -item[1]["samples_separability"])]
+    n1, n2 = cue["pairs"]["samples vs real"]["n"]
+    null = 0.5 + math.sqrt(2 / math.pi) * math.sqrt((n1 + n2 + 1) / (12 * n1 * n2))   # E|AUC - 0.5| + 0.5, normal
     best, m = max(measures.items(), key=lambda item: item[1]["samples_separability"])
-    recon = max(v["reconstructions_separability"] for v in measures.values())
+    recon_name, r = max(measures.items(), key=lambda item: item[1]["reconstructions_separability"])
     return [f"Simple measures of the same {cue['data']} samples (`{cue['run']}`), one at a time "
             "(`sample_quality.slice_measures`; separability: the area under the ROC curve of a threshold on one "
-            "measure, folded to at least 0.5, which is chance): each row's mean over the set, and how well it "
-            "alone tells the set from the real test slices.", "", *rows, "",
+            "measure, folded to at least 0.5, which is chance; folded, two sets without any difference read "
+            f"{null:.2f} on average at {n1} against {n2} slices): each row's mean over the set, and how well it "
+            "alone tells the set from the real test slices; the last column: the samples with each slice's brain "
+            "intensities moved to the mean and spread of a real test slice of the same depth band (the critic's "
+            "pair 'samples standardised per slice').", "", *rows, "",
             f"The measure that tells the samples apart best is the {best} ({m['samples_mean']:.3f} against "
-            f"{m['real_mean']:.3f} for real slices; separability {m['samples_separability']:.3f}); no measure "
-            f"separates the reconstructions better than {recon:.3f}.", ""]
+            f"{m['real_mean']:.3f} for real slices; separability {m['samples_separability']:.3f}). The "
+            f"reconstructions are told apart best by the {recon_name} ({r['reconstructions_separability']:.3f}; "
+            f"samples {r['samples_separability']:.3f}): "
+            "where the reconstructions differ as much as the samples, the decoder, not the prior, is the cause.", ""]
 
 
 def spread_sentence(records: list[dict]) -> str:
@@ -967,6 +979,9 @@ README_VARIANTS = ("class", "position", "no-position", "coarse")  # the README's
 # what position and the coarse-to-fine prior buy (position, no-position and coarse share one VQ-VAE and one budget)
 
 
+EARLIER_TOP_K = 32   # the class profile's top-k until 2026-12-06
+
+
 def in_readme(r: dict) -> bool:
     """The README's sample rows: those variants at T = 1, plain and with top-k 32 (the profile's until 2026-12-06;
     every seed); sampled
@@ -977,7 +992,7 @@ def in_readme(r: dict) -> bool:
             profile.temperature, profile.top_k, profile.support):
         return s.get("labels") in (None, "training")          # the CLI's label mix
     return (r["variant"] in README_VARIANTS and s["temperature"] == 1.0
-            and s["top_k"] in (None, 32)
+            and s["top_k"] in (None, EARLIER_TOP_K)
             and (s.get("support", "none") == "none" or r["variant"] == "class"))
 
 

@@ -37,3 +37,24 @@ def test_intensity_matched_takes_the_reference_histogram_and_keeps_order_and_bac
     assert (dst[order].diff() >= 0).all()                                     # a monotone map
     ref = reference[reference > 0.1]
     assert abs(float(dst.median() - ref.median())) < 0.03                     # the reference's quantiles
+
+
+def test_slice_standardised_moves_each_slice_to_a_reference_slice_of_its_band():
+    from vqvae_lib.sample_quality import brain_intensity
+
+    g = torch.Generator().manual_seed(0)
+    images = 0.2 + torch.rand(6, 1, 8, 8, generator=g) * 0.6                  # brain everywhere but ...
+    images[:, :, :2] = 0.0                                                    # ... the top rows: background
+    reference = torch.zeros(4, 1, 8, 8)
+    reference[:2, :, 2:] = torch.tensor([0.35, 0.45]).repeat(6, 4)            # band 0: mean 0.4, spread 0.05
+    reference[2:, :, 2:] = torch.tensor([0.6, 0.8]).repeat(6, 4)              # band 1: mean 0.7, spread 0.1
+    labels, reference_labels = torch.tensor([0, 1, 0, 1, 0, 1]), torch.tensor([0, 0, 1, 1])
+    out = critic_cues.slice_standardised(images, labels, reference, reference_labels, threshold=0.1)
+    mean, spread = brain_intensity(out[:, 0], out[:, 0] > 0.1)
+    assert torch.allclose(mean, torch.where(labels == 0, 0.4, 0.7), atol=1e-5)
+    assert torch.allclose(spread, torch.where(labels == 0, 0.05, 0.1), atol=1e-5)
+    assert torch.equal(out[:, :, :2], images[:, :, :2])                       # background untouched
+    ranks = lambda x: x[0, 0, 2:].flatten().argsort()                          # noqa: E731
+    assert torch.equal(ranks(out), ranks(images))                             # brighter stays brighter
+    uint8 = critic_cues.slice_standardised((images * 255).to(torch.uint8), labels, reference, reference_labels, 0.1)
+    assert torch.allclose(brain_intensity(uint8[:, 0], uint8[:, 0] > 0.1)[0], mean, atol=1e-5)   # uint8 in, floats out

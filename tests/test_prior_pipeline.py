@@ -65,7 +65,7 @@ def test_cli_train_prior_and_sample(tiny_source, tmp_path, capsys):
     profile = get_profile().sampling
     timing = last_json(capsys)
     assert timing["top_k"] == profile.top_k and timing["temperature"] == profile.temperature
-    assert main([*defaults, "--top-k", "0", "--temperature", "1.3"]) == 0       # 0: every code
+    assert main([*sample, "--top-k", "0", "--temperature", "1.3"]) == 0         # 0: every code (overrides the 8)
     timing = last_json(capsys)
     assert timing["top_k"] is None and timing["temperature"] == 1.3
     assert main([*defaults, "--top-k", "-3"]) == 2

@@ -170,6 +170,15 @@ def extent(occupied: torch.Tensor) -> torch.Tensor:
     return torch.where(occupied.any(1), (last - first + 1) / S, 0.0)
 
 
+def brain_intensity(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, S, S) float slices and their (N, S, S) bool brain masks -> (N,) mean and (N,) spread (standard
+    deviation) of each slice's brain pixels (0 and 0 without any)."""
+    pixels = mask.sum(dim=(1, 2)).clamp(min=1)
+    mean = (x * mask).sum(dim=(1, 2)) / pixels
+    spread = ((((x - mean[:, None, None]) ** 2) * mask).sum(dim=(1, 2)) / pixels).sqrt()
+    return mean, spread
+
+
 def slice_measures(images: torch.Tensor, threshold: float = BRAIN_THRESHOLD) -> dict[str, torch.Tensor]:
     """Simple measures of each slice, to see which one tells two sets apart (``separability``): (N, 1, S, S) ->
     name -> (N,). Of the brain mask (pixels above ``threshold``): its area (fraction of the image), width and
@@ -178,7 +187,9 @@ def slice_measures(images: torch.Tensor, threshold: float = BRAIN_THRESHOLD) -> 
     3.2 for a disc, 3.8 for a square, more for a ragged outline) and mirror symmetry (``mirror_symmetry``); of
     the brain pixels' intensities: mean and spread (standard deviation). An image without brain pixels measures 0
     everywhere."""
-    parts: dict[str, list[torch.Tensor]] = {}
+    names = ("brain area", "width", "height", "centre row", "centre column", "outline roughness", "mirror symmetry",
+             "brain intensity mean", "brain intensity spread")
+    parts: dict[str, list[torch.Tensor]] = {name: [torch.zeros(0)] for name in names}   # no images: (0,) each
     for part in chunks(images):
         x = part[:, 0]                                                             # (c, S, S)
         mask = x > threshold
@@ -189,17 +200,16 @@ def slice_measures(images: torch.Tensor, threshold: float = BRAIN_THRESHOLD) -> 
         padded = F.pad(mask, (1, 1, 1, 1))                                         # (c, S + 2, S + 2)
         inner = (mask & padded[:, :-2, 1:-1] & padded[:, 2:, 1:-1]                 # its 4 neighbours are brain too
                  & padded[:, 1:-1, :-2] & padded[:, 1:-1, 2:])
-        mean = (x * mask).sum(dim=(1, 2)) / pixels
-        spread = (((x - mean[:, None, None]) ** 2) * mask).sum(dim=(1, 2)) / pixels
+        mean, spread = brain_intensity(x, mask)
         measures = {"brain area": mask.float().mean(dim=(1, 2)), "width": extent(mask.any(1)),
                     "height": extent(mask.any(2)),
                     "centre row": (mask * (position[:, None] + 0.5)).sum(dim=(1, 2)) / pixels / S,
                     "centre column": (mask * (position + 0.5)).sum(dim=(1, 2)) / pixels / S,
                     "outline roughness": (mask & ~inner).sum(dim=(1, 2)) / pixels.sqrt(),
                     "mirror symmetry": mirror_symmetry(part, threshold),
-                    "brain intensity mean": mean, "brain intensity spread": spread.sqrt()}
-        for name, values in measures.items():
-            parts.setdefault(name, []).append(values)
+                    "brain intensity mean": mean, "brain intensity spread": spread}
+        for name in names:
+            parts[name].append(measures[name])
     return {name: torch.cat(values) for name, values in parts.items()}
 
 
