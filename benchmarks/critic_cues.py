@@ -10,7 +10,8 @@ decoder alone), real slices blurred (Gaussian, sigma 0.5 and 1 pixel) vs other r
 critic to sharpness?), samples vs real slices both blurred (sigma 1: without fine texture; sigma 3: only the coarse
 layout), samples whose brain-pixel intensities are quantile-mapped onto the real slices' (without the intensity
 histogram), samples whose every slice's brain intensities are moved to the mean and spread of a random real slice
-(without the per-slice brightness and contrast), and both sets reduced to their brain masks (pixels above the
+of the same depth band (without the per-slice brightness and contrast; real slices moved so are its control), and
+both sets reduced to their brain masks (pixels above the
 brain threshold: the outline alone; the reconstructions' masks as the control: what the decoder alone changes
 there). Then simple measures, one at a time (``sample_quality.slice_measures``: outline size, position,
 roughness, symmetry, brain intensity mean and spread): their means and how well each alone tells samples, or the

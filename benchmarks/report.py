@@ -425,8 +425,9 @@ def top_k_class_verdict(pairs: list[tuple[str, dict | None, dict]]) -> str:
 def top_k_class_lines() -> list[str]:
     """Top-k 32 against none at T = 0.7 with the support, on every training of the class settings scored both ways:
     what moved the class profile to no top-k on 2026-12-06."""
-    pairs = [(what, load(f"sample-quality-{data}-{variant}-t0.7-k32-depth{tag}"),
-              load(f"sample-quality-{data}-{variant}-t0.7-depth{tag}")) for data, variant, tag, what in TOP_K_CLASS]
+    with_k, without_k = sampling_suffix(0.7, EARLIER_TOP_K, "depth"), sampling_suffix(0.7, None, "depth")
+    pairs = [(what, load(f"sample-quality-{data}-{variant}-{with_k}{tag}"),
+              load(f"sample-quality-{data}-{variant}-{without_k}{tag}")) for data, variant, tag, what in TOP_K_CLASS]
     pairs = [(what, k32, none) for what, k32, none in pairs if none]
     if not pairs:
         return []
@@ -898,11 +899,17 @@ def sample_table(records: list[dict]) -> list[str]:
     return rows
 
 
+def sampling_suffix(temperature: float, top_k: int | None, support: str) -> str:
+    """The part of a sample-quality record's name that benchmarks/sample_quality.py writes for these sampling
+    settings (with a support): "t0.7-depth", "t0.7-k32-depth"."""
+    return f"t{temperature:g}" + (f"-k{top_k}" if top_k else "") + f"-{support}"
+
+
 def class_status() -> dict[str, str]:
     """The class profile's own runs at its own sampling settings (named as benchmarks/sample_quality.py names
     them, so the table follows ``Profile.sampling``): record name -> column title."""
     s = get_profile("class").sampling
-    settings = f"t{s.temperature:g}" + (f"-k{s.top_k}" if s.top_k else "") + f"-{s.support}"
+    settings = sampling_suffix(s.temperature, s.top_k, s.support)
     return {f"sample-quality-default-class-{settings}": "class budget, built-in, seed 0",
             f"sample-quality-default-class-{settings}-seed1": "seed 1",
             f"sample-quality-kaggle-class-{settings}": "class budget, kaggle"}
