@@ -225,42 +225,149 @@ def sample_figure(records: list[dict]) -> Path:
     return path
 
 
-def time_curve(records: list[dict]) -> list[dict]:
-    """The class prior (variant "position") on one VQ-VAE, built-in data, T = 1, all codes, seed 0, at every prior
-    training time measured: how sample quality grows with the prior's budget."""
-    return sorted((r for r in records if plain_default(r) and r["variant"] == "position"),
-                  key=lambda r: r["prior"]["minutes"])
+# how sample quality grows with the prior's training time: each prior on one 3-minute VQ-VAE (squared error) per data
+# set, sampled at the class settings (T = 0.7, no top-k, support by depth), critics trained to the end; per prior and
+# data set its variant and the tag of its runs (the built-in PixelCNN's 4- and 20-minute priors are the second
+# training on that VQ-VAE, the one the masked-code table compares)
+TIME_PRIORS = {"PixelCNN (the class prior)": {"default": ("position", "-rerun"), "kaggle": ("position", "")},
+               "masked-code prior (`masked-c32`)": {"default": ("masked-c32", ""), "kaggle": ("masked-c32", "")}}
+TIME_MINUTES = (4, 10, 20, 40)
+TIME_DATA = {"default": "built-in data (by subject)", "kaggle": "kaggle slices (by file)"}
 
 
-def time_figure(curve: list[dict]) -> Path:
-    """NN SSIM, share above 0.6 and two-sample accuracy against the prior's training minutes (log scale), with the
-    real ceiling (dashed) and the generation issue's target (dotted)."""
+def time_curves() -> dict[str, dict[str, list[dict]]]:
+    """data -> prior (``TIME_PRIORS``) -> its records at the ``TIME_MINUTES`` measured, in order; a data set's
+    records must share one VQ-VAE (else the curves would mix decoders)."""
+    curves: dict[str, dict[str, list[dict]]] = {}
+    for data in TIME_DATA:
+        for prior, by_data in TIME_PRIORS.items():
+            variant, tag = by_data[data]
+            runs = [r for m in TIME_MINUTES if (r := load(f"sample-quality-{data}-{variant}"
+                                                          f"{'' if m == 4 else f'-3+{m}min'}-t0.7-depth{tag}"))]
+            if runs:
+                curves.setdefault(data, {})[prior] = runs
+        every = [r for runs in curves.get(data, {}).values() for r in runs]
+        if any(not same_vqvae(r, every[0]) for r in every):
+            raise ValueError(f"the prior-time records of {data} lie on different VQ-VAEs: "
+                             f"{sorted({r['vqvae']['steps'] for r in every})} steps")
+    return curves
+
+
+def time_figure(curves: dict[str, dict[str, list[dict]]]) -> Path:
+    """NN SSIM, pairwise SSIM and two-sample accuracy against the prior's training minutes, one row per data set and
+    one line per prior, with the real test slices (dashed), their reconstructions (dash-dot: a perfect prior through
+    this decoder) and the generation issue's targets (dotted; stretch targets lighter)."""
     from matplotlib.figure import Figure
 
-    from vqvae_lib.sample_quality import any_weak_critic
-
-    panels = [("nn_ssim_mean", "nearest-neighbour SSIM", 0.70), ("nn_ssim_share_above_0.6", "share above 0.6", 0.90),
-              ("two_sample_accuracy", "two-sample accuracy (lower: better)", 0.80)]
-    fig = Figure(figsize=(11, 3.3), layout="constrained")
-    minutes = [r["prior"]["minutes"] for r in curve]
-    for ax, (key, title, target) in zip(fig.subplots(1, len(panels)), panels):
-        ax.plot(minutes, [r["samples"][key] for r in curve], "o-", color="tab:blue", label="samples")
-        for i, (m, r) in enumerate(zip(minutes, curve)):   # alternately below and above: neighbours do not collide
-            ax.annotate(f"{r['prior']['steps']} steps", (m, r["samples"][key]), fontsize=7, textcoords="offset points",
-                        xytext=(-3, -10 if i % 2 == 0 else 6), ha="right" if i == len(curve) - 1 else "left")
-        ax.axhline(curve[0]["real"][key], color="black", ls="--", lw=1, label="real test slices")
-        ax.axhline(target, color="tab:red", ls=":", lw=1, label=f"target {target:g}")
-        ax.axvline(4, color="grey", lw=0.8, alpha=0.5)
-        if key == "two_sample_accuracy" and any_weak_critic(curve):
-            title += "*\n(* the earlier, weaker critic: too low)"
-        ax.set(xscale="log", xlabel="prior training minutes (class budget: 4)", title=title)
-        ax.set_xticks(minutes, [f"{m:g}" for m in minutes])
-        ax.minorticks_off()
-    fig.axes[0].legend(fontsize=8)
-    fig.suptitle("the class prior on one 3-minute VQ-VAE (built-in data), 256 samples at T = 1", fontsize=10)
+    panels = [("nn_ssim_mean", "nearest-neighbour SSIM", (0.70, 0.75)),
+              ("pairwise_ssim", "pairwise SSIM (band: real +- 0.05)", ()),
+              ("two_sample_accuracy", "two-sample accuracy (lower: better)", (0.80, 0.70))]
+    fig = Figure(figsize=(11, 3.2 * len(curves)), layout="constrained")
+    axes = fig.subplots(len(curves), len(panels), squeeze=False)
+    for row, (data, priors) in zip(axes, curves.items()):
+        first = next(iter(priors.values()))[0]
+        for ax, (key, title, targets) in zip(row, panels):
+            for (prior, runs), style in zip(priors.items(), ("o-", "s--")):
+                ax.plot([r["prior"]["minutes"] for r in runs], [r["samples"][key] for r in runs], style,
+                        label=prior.replace("`", ""))
+            real, recon = first["real"][key], first["decoder"][key]
+            ax.axhline(real, color="black", ls="--", lw=1, label="real test slices")
+            ax.axhline(recon, color="grey", ls="-.", lw=1, label="their reconstructions")
+            if key == "pairwise_ssim":
+                ax.axhspan(real - 0.05, real + 0.05, color="black", alpha=0.06)
+            for target, alpha in zip(targets, (1.0, 0.45)):
+                ax.axhline(target, color="tab:red", ls=":", lw=1, alpha=alpha,
+                           label="target (lighter: stretch)" if alpha == 1.0 else None)
+            ax.set(xscale="log", xlabel="prior training minutes (class budget: 4)", title=f"{title}\n{TIME_DATA[data]}")
+            ax.title.set_fontsize(9)
+            ax.set_xticks(TIME_MINUTES, [f"{m:g}" for m in TIME_MINUTES])
+            ax.minorticks_off()
+    axes[0][0].legend(fontsize=7, loc="lower right")
+    fig.suptitle("two priors on one 3-minute VQ-VAE per data set; 256 samples at T = 0.7, no top-k, support by depth",
+                 fontsize=10)
     path = FIGURES / "bench_quality_vs_prior_time.png"
     fig.savefig(path, dpi=110, metadata=figure_metadata("benchmark"))
     return path
+
+
+def time_rows(curves: dict[str, dict[str, list[dict]]]) -> list[str]:
+    """One compact table of the prior-time curves (README): a row per data set, prior and budget, then per data set
+    its real test slices and their reconstructions (a perfect prior through that VQ-VAE)."""
+    rows = ["| data | prior | minutes (steps) | bits/code (test) | NN SSIM (>= 0.70; stretch 0.75) | pairwise SSIM "
+            "(real +- 0.05) | two-sample acc. (<= 0.80; stretch 0.70) |", "|---" * 7 + "|"]
+    for data, priors in curves.items():
+        for prior, runs in priors.items():
+            for r in runs:
+                v = r["samples"]
+                rows.append(f"| {TIME_DATA[data]} | {prior} | {r['prior']['minutes']:g} ({r['prior']['steps']}) | "
+                            f"{r['prior']['test_bits_per_code']:.2f} | {v['nn_ssim_mean']:.3f} | "
+                            f"{v['pairwise_ssim']:.3f} | {v['two_sample_accuracy']:.3f} |")
+        first = next(iter(priors.values()))[0]
+        for what, part in (("real test slices", "real"), ("their reconstructions", "decoder")):
+            v = first[part]
+            rows.append(f"| {TIME_DATA[data]} | {what} | | | {v['nn_ssim_mean']:.3f} | {v['pairwise_ssim']:.3f} | "
+                        f"{v['two_sample_accuracy']:.3f} |")
+    return rows
+
+
+def time_lines(records: list[dict]) -> list[str]:
+    """The prior-time section: figure, one table per data set and what the curves say, from the records."""
+    curves = time_curves()
+    if not curves:
+        return []
+    lines = ["### Sample quality against the prior's training time", "",
+             "How far the method goes when only the prior's budget grows: the class PixelCNN and the masked-code "
+             "prior (below), each trained for some of " + ", ".join(f"{m:g}" for m in TIME_MINUTES) + " minutes "
+             "(the tables' rows) on one 3-minute VQ-VAE per data set (squared error, `BASE_VQVAE`; the class "
+             "profile's own VQ-VAE trains on l1+grad since 2026-12-06), sampled at the class settings (T = 0.7, "
+             "no top-k, support by depth; by position on kaggle), 256 samples, seed 0, one training each, critics "
+             "trained to the end.", "",
+             f"![Sample quality against the prior's training time](../figures/{time_figure(curves).name})", ""]
+    for data, priors in curves.items():
+        runs = [(prior.split(" (")[0] if "PixelCNN" in prior else prior, r)
+                for prior, rs in priors.items() for r in rs]
+        first = runs[0][1]
+        lines += [f"{TIME_DATA[data].capitalize()}, VQ-VAE {first['vqvae']['steps']} steps (reconstructions "
+                  f"{first['vqvae']['test']['ssim_mean']:.3f}):", "", *prior_rows(runs, first, recon=True), ""]
+        said = []
+        for prior, rs in priors.items():
+            a, b = rs[0], rs[-1]
+            if a is b:
+                continue
+            text = (f"the {prior.split(' (')[0] if 'PixelCNN' in prior else 'masked-code prior'} goes from NN SSIM "
+                    f"{a['samples']['nn_ssim_mean']:.3f} and two-sample accuracy "
+                    f"{a['samples']['two_sample_accuracy']:.3f} after {a['prior']['minutes']:g} minutes "
+                    f"({a['prior']['steps']} steps) to {b['samples']['nn_ssim_mean']:.3f} and "
+                    f"{b['samples']['two_sample_accuracy']:.3f} after {b['prior']['minutes']:g} ({b['prior']['steps']} "
+                    "steps)")
+            c, d = rs[-2], rs[-1]
+            doublings = math.log2(d["prior"]["minutes"] / c["prior"]["minutes"])
+            per = (c["samples"]["two_sample_accuracy"] - d["samples"]["two_sample_accuracy"]) / doublings
+            gap = d["samples"]["two_sample_accuracy"] - 0.80
+            if per > 0 and gap > 0:
+                more = gap / per                                          # doublings of the minutes still needed
+                text += (f"; between {c['prior']['minutes']:g} and {d['prior']['minutes']:g} minutes its critic falls "
+                         f"{per:.3f} per doubling of the minutes, and at that rate 0.80 lies {more:.0f} more doublings "
+                         + (f"away (about {d['prior']['minutes'] * 2 ** more / 60:.0f} CPU hours; an extrapolation, "
+                            "not a measurement)" if more <= 10 else "away: the curve has flattened"))
+            elif gap > 0:
+                text += (f"; between {c['prior']['minutes']:g} and {d['prior']['minutes']:g} minutes its critic no "
+                         "longer falls")
+            said.append(text)
+        recon = first["decoder"]["two_sample_accuracy"]
+        lines += [f"{TIME_DATA[data].capitalize()}: " + "; ".join(said) + f". A perfect prior through this VQ-VAE "
+                  f"(its reconstructions of the real test slices) scores two-sample accuracy {recon:.3f}"
+                  + (", above the 0.80 bar: on this decoder no prior can meet it." if recon > 0.80 else "."), ""]
+    earlier = sorted((r for r in records if plain_default(r) and r["variant"] == "position"),
+                     key=lambda r: r["prior"]["minutes"])
+    if len(earlier) > 1:
+        lines += ["Until 2026-12-06 this section's figure showed the class prior on another VQ-VAE at "
+                  + ", ".join(f"{r['prior']['minutes']:g}" for r in earlier) + " minutes, sampled at T = 1 from all "
+                  "codes and scored by the earlier critic (*); those records stay in the table of every record "
+                  "(variant `position`).", ""]
+    return lines + ["Commands: `python benchmarks/sample_quality.py --data D --variant position|masked-c32 "
+                    "--prior-minutes M --temperature 0.7 --support depth` (on the built-in data the PixelCNN with "
+                    "`--tag rerun`).", ""]
 
 
 # the levers measured on one 3-minute VQ-VAE (built-in data) with a 4-minute prior, T = 1, all codes: what each
@@ -326,10 +433,9 @@ def stretch_lines() -> list[str]:
                    f"({prior['steps'] / bp['steps']:.1f} times the steps) of a "
                    f"{prior['config']['channels'] / bp['config']['channels']:g} times wider prior gain "
                    f"{gain[0]:.3f}-{gain[-1]:.3f} NN SSIM and lower the critic by {drop[0]:.3f}-{drop[-1]:.3f}.")
-    return ["The points in that figure were scored by the earlier critic (*) and their run folders are gone. With the "
-            f"critic trained to the end, the stretch budget was measured once more on another "
+    return ["A wider prior was tried for the stretch budget too (critic trained to the end), on another "
             f"{vq['minutes']:g}-minute VQ-VAE ({vq['steps']} steps, reconstructions {vq['test']['ssim_mean']:.3f}) "
-            f"with a wider prior (`prior-c48`: {prior['config']['channels']} channels instead of 32, "
+            f"with a prior of its own (`prior-c48`: {prior['config']['channels']} channels instead of 32, "
             f"{prior['config']['depth_buckets']} depth bands, {prior['minutes']:g} minutes, {prior['steps']} steps, "
             f"test bits per code {prior['test_bits_per_code']:.2f}; training loss at the end "
             f"{prior['train_bits_per_code']:.2f}, validation {prior['val_bits_per_code']:.2f}), sampled with the "
@@ -1070,7 +1176,8 @@ def readme_blocks(samples: list[dict]) -> dict[str, list[str]]:
     """Every generated block of README.md, by name (``<!-- NAME:start -->`` ... ``<!-- NAME:end -->``)."""
     return {"headline": headline_rows(), "notebook-times": notebook_rows(),
             "generation-status": status_rows(samples),
-            "sample-quality": sample_table([r for r in samples if in_readme(r)])}
+            "sample-quality": sample_table([r for r in samples if in_readme(r)]),
+            "prior-time": time_rows(time_curves())}
 
 
 def replace_block(text: str, name: str, rows: list[str]) -> str:
@@ -1159,15 +1266,7 @@ def main() -> None:
                   *lever_rows(samples), "",
                   "Command: `python benchmarks/sample_quality.py --data default --variant LEVER`.", ""]
         lines += cue_lines()
-        curve = time_curve(samples)
-        if len(curve) > 1:
-            lines += ["### Sample quality against the prior's training time", "",
-                      "The same prior (variant `position`, the class profile's) on the same 3-minute VQ-VAE, trained "
-                      "for " + ", ".join(f"{r['prior']['minutes']:g}" for r in curve) + " minutes: how far the method "
-                      "goes when only the prior's budget grows (T = 1, all codes, seed 0).", "",
-                      f"![Sample quality against the prior's training time](../figures/{time_figure(curve).name})", "",
-                      "Command: `python benchmarks/sample_quality.py --data default --variant position "
-                      "--prior-minutes M`.", ""]
+        lines += time_lines(samples)
         lines += (stretch_lines() + top_k_lines() + top_k_class_lines() + masked_lines() + kaggle_masked_lines()
                   + decoder_loss_lines()
                   + mirror_lines())

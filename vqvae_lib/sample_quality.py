@@ -179,6 +179,15 @@ def brain_intensity(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, 
     return mean, spread
 
 
+def outline_pixels(mask: torch.Tensor) -> torch.Tensor:
+    """(N, S, S) bool brain masks -> (N, S, S) bool: the brain pixels with a non-brain 4-neighbour (or the image's
+    edge)."""
+    padded = F.pad(mask, (1, 1, 1, 1))                                             # (N, S + 2, S + 2)
+    inner = (mask & padded[:, :-2, 1:-1] & padded[:, 2:, 1:-1]                     # its 4 neighbours are brain too
+             & padded[:, 1:-1, :-2] & padded[:, 1:-1, 2:])
+    return mask & ~inner
+
+
 def slice_measures(images: torch.Tensor, threshold: float = BRAIN_THRESHOLD) -> dict[str, torch.Tensor]:
     """Simple measures of each slice, to see which one tells two sets apart (``separability``): (N, 1, S, S) ->
     name -> (N,). Of the brain mask (pixels above ``threshold``): its area (fraction of the image), width and
@@ -196,16 +205,12 @@ def slice_measures(images: torch.Tensor, threshold: float = BRAIN_THRESHOLD) -> 
         S = x.shape[-1]
         pixels = mask.sum(dim=(1, 2)).clamp(min=1)                                 # (c,)
         position = torch.arange(S, dtype=torch.float32)
-
-        padded = F.pad(mask, (1, 1, 1, 1))                                         # (c, S + 2, S + 2)
-        inner = (mask & padded[:, :-2, 1:-1] & padded[:, 2:, 1:-1]                 # its 4 neighbours are brain too
-                 & padded[:, 1:-1, :-2] & padded[:, 1:-1, 2:])
         mean, spread = brain_intensity(x, mask)
         measures = {"brain area": mask.float().mean(dim=(1, 2)), "width": extent(mask.any(1)),
                     "height": extent(mask.any(2)),
                     "centre row": (mask * (position[:, None] + 0.5)).sum(dim=(1, 2)) / pixels / S,
                     "centre column": (mask * (position + 0.5)).sum(dim=(1, 2)) / pixels / S,
-                    "outline roughness": (mask & ~inner).sum(dim=(1, 2)) / pixels.sqrt(),
+                    "outline roughness": outline_pixels(mask).sum(dim=(1, 2)) / pixels.sqrt(),
                     "mirror symmetry": mirror_symmetry(part, threshold),
                     "brain intensity mean": mean, "brain intensity spread": spread}
         for name in names:
