@@ -227,8 +227,8 @@ def sample_figure(records: list[dict]) -> Path:
 
 # how sample quality grows with the prior's training time: each prior on one 3-minute VQ-VAE (squared error) per data
 # set, sampled at the class settings (T = 0.7, no top-k, support by depth), critics trained to the end; per prior and
-# data set its variant and the tag of its runs (the built-in PixelCNN's 4- and 20-minute priors are the second
-# training on that VQ-VAE, the one the masked-code table compares)
+# data set its variant and the tag of its runs (the built-in PixelCNN's priors are tagged: the second training of
+# its 4- and 20-minute priors on that VQ-VAE, the one the masked-code table compares, and the same tag for the rest)
 TIME_PRIORS = {"PixelCNN (the class prior)": {"default": ("position", "-rerun"), "kaggle": ("position", "")},
                "masked-code prior (`masked-c32`)": {"default": ("masked-c32", ""), "kaggle": ("masked-c32", "")}}
 TIME_MINUTES = (4, 10, 20, 40)
@@ -334,7 +334,7 @@ def time_lines(records: list[dict]) -> list[str]:
             a, b = rs[0], rs[-1]
             if a is b:
                 continue
-            text = (f"the {prior.split(' (')[0] if 'PixelCNN' in prior else 'masked-code prior'} goes from NN SSIM "
+            text = (f"the {prior.split(' (')[0]} goes from NN SSIM "
                     f"{a['samples']['nn_ssim_mean']:.3f} and two-sample accuracy "
                     f"{a['samples']['two_sample_accuracy']:.3f} after {a['prior']['minutes']:g} minutes "
                     f"({a['prior']['steps']} steps) to {b['samples']['nn_ssim_mean']:.3f} and "

@@ -166,6 +166,7 @@ def test_slice_measures_of_a_disc_a_square_a_two_tone_bar_and_an_empty_slice():
     assert m["brain intensity mean"][2] == pytest.approx(0.6) and m["brain intensity spread"][2] == pytest.approx(0.2)
     assert all(float(v[3]) == 0.0 for v in m.values())                           # no brain: 0 everywhere
 
+
 def test_slice_measures_do_not_depend_on_the_chunk_a_slice_falls_in():
     g = torch.Generator().manual_seed(0)
     images = (torch.rand(520, 1, 16, 16, generator=g) * 255).to(torch.uint8)   # 512 a chunk: a second one of 8
@@ -174,7 +175,6 @@ def test_slice_measures_do_not_depend_on_the_chunk_a_slice_falls_in():
     for i in (0, 511, 512, 519):                                                # either side of the boundary
         alone = slice_measures(images[i:i + 1])
         assert all(torch.allclose(m[name][i:i + 1], alone[name]) for name in m), i
-
 
 
 def test_separability_of_identical_shifted_and_overlapping_sets():
