@@ -1,20 +1,25 @@
-# The README's commands. Everything runs in one environment, .venv, created on first use.
+# The README's commands. Everything runs in one environment, .venv, created on first use, with the library and
+# its extras for the course (Jupyter Lab, widgets), the OASIS-1 converter and the tests (pyproject.toml).
+# CONSTRAINTS=constraints.txt installs the exact versions CI ran with (make tutorial CONSTRAINTS=constraints.txt).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-stamp
+EXTRAS ?= course,oasis,dev
+CONSTRAINTS ?=
+# a pinned install has its own stamp: asking for the constraints installs them even where .venv is up to date
+STAMP := $(VENV)/.installed$(if $(CONSTRAINTS),-pinned)-stamp
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 # make tutorial runs the class profile unless VQVAE_PROFILE is set (VQVAE_PROFILE=smoke make tutorial)
 TUTORIAL_PROFILE := $(or $(VQVAE_PROFILE),class)
 
-.PHONY: install tutorial test lint lab notebooks benchmarks clean-data
+.PHONY: install tutorial test lint lab notebooks benchmarks clean-data constraints
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]" $(if $(CONSTRAINTS),-c "$(CONSTRAINTS)")
 	@touch $(STAMP)
 
 # Execute every notebook in order, headless; executed copies go to build/notebooks, figures to figures/.
@@ -47,6 +52,22 @@ notebooks: $(STAMP)
 			--ExecutePreprocessor.timeout=1800 "$$nb" || exit 1; \
 	done
 	$(PY) tools/tidy_notebooks.py $(NOTEBOOKS)
+
+# Maintainers, after a green make test: record the versions it ran with in constraints.txt (no local paths; local
+# version tags such as torch's +cu130 dropped, so that torch==X matches the PyPI wheel and the CPU index's X+cpu).
+constraints: $(STAMP)
+	@$(PY) -m pip freeze --exclude-editable > $(VENV)/constraints.tmp
+	@if grep -E ' @ |file:' $(VENV)/constraints.tmp; then \
+		echo "constraints: the packages above come from a path or URL, not an index" >&2; rm -f $(VENV)/constraints.tmp; exit 1; fi
+	@{ echo "# The exact versions of the environment make test (CI) ran with: vqvae_lib[$(EXTRAS)] on Python $$($(PY) -c 'import platform; print(platform.python_version())'),"; \
+	   echo "# $$(uname -sm), $$(date +%Y-%m-%d), commit $$(git rev-parse --short HEAD)."; \
+	   echo "# Made by make constraints: pip freeze --exclude-editable of .venv, local version tags (+cu130) dropped."; \
+	   echo "# Use: make tutorial CONSTRAINTS=constraints.txt (or pip install -e '.[$(EXTRAS)]' -c constraints.txt)."; \
+	   echo "# A constraint applies only where something requires the package: the nvidia-*, cuda-* and triton"; \
+	   echo "# lines pin torch's Linux CUDA wheels and are ignored elsewhere (macOS, torch from the CPU index)."; \
+	   sed -E 's/\+[0-9A-Za-z.]+$$//' $(VENV)/constraints.tmp; } > constraints.txt
+	@rm -f $(VENV)/constraints.tmp
+	@echo "wrote constraints.txt ($$(grep -vc '^#' constraints.txt) packages)"
 
 clean-data:
 	rm -rf data/mni152 data/cache

@@ -18,6 +18,10 @@ of images, or ``default``.
 The training commands run data-parallel when started by torchrun (``--batch-size`` is then per process):
 
     torchrun --nproc_per_node=4 -m vqvae_lib train-vqvae --data SOURCE --profile full --out runs/NAME
+
+Each command imports what it uses, inside its function: ``sample`` loads the checkpoints, the samplers and
+torchvision's grid writer, never the training pipeline, the data layer or torchmetrics (with scipy), which would
+cost it more than a second of start-up (``benchmarks/sampler_speed.py`` times the whole command).
 """
 from __future__ import annotations
 
@@ -30,15 +34,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from torchvision.utils import save_image
 
-from . import distributed, pipeline
-from .codemaps import conditioning_labels
+from . import distributed
 from .config import PRECISIONS, PROFILES, RECON_LOSSES, SUPPORTS, SamplingConfig, TrainConfig, VQVAEConfig, get_profile
-from .data import load_dataset
-from .pipeline import evaluation_report, load_prior, load_vqvae, throughput, train_prior, train_vqvae, with_minutes
-from .sample_quality import load_samples, measure, real_ceiling, save_samples
-from .sampling import decode, default_labels, sample, support_for
 from .utils import get_device
 
 # how the two baselines train (see VQVAEConfig.reference and .misha for their sources)
@@ -159,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train_config(args) -> tuple[VQVAEConfig, TrainConfig, int]:
+    from .data import load_dataset
+    from .pipeline import with_minutes
+
     profile = get_profile(args.profile)
     size = args.image_size or profile.image_size
     if args.model in BASELINES:
@@ -185,6 +186,8 @@ def _print_summary(summary: dict) -> None:
 
 
 def cmd_train(args) -> int:
+    from .pipeline import throughput, train_vqvae
+
     model_cfg, train_cfg, size = _train_config(args)
     device = distributed.setup(get_device(args.device))
     started = time.perf_counter()
@@ -207,6 +210,8 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    from .pipeline import evaluation_report, load_vqvae
+
     model = load_vqvae(args.checkpoint, get_device(args.device))
     summary = evaluation_report(model, args.data, args.split, group_by=args.group_by)
     if args.json:
@@ -218,6 +223,8 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_train_prior(args) -> int:
+    from .pipeline import throughput, train_prior, with_minutes
+
     profile = get_profile(args.profile)
     train_cfg = replace(with_minutes(profile.prior_train, args.minutes, args.steps), **_train_overrides(args))
     device = distributed.setup(get_device(args.device))
@@ -266,6 +273,9 @@ def sampling_settings(args) -> SamplingConfig:
 
 
 def cmd_sample(args) -> int:
+    from .checkpoint import load_prior, load_vqvae
+    from .sampling import decode, default_labels, sample, support_for
+
     settings = sampling_settings(args)
     args.temperature, args.top_k = settings.temperature, settings.top_k
     device = get_device(args.device)
@@ -284,8 +294,12 @@ def cmd_sample(args) -> int:
     images = decode(vqvae, codes)
     decoded = time.perf_counter()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    from torchvision.utils import save_image  # here: importing torchvision loads torch._dynamo (about a second)
+
     save_image(images, args.out, nrow=max(1, round(args.n ** 0.5)), padding=2)
     if args.save_dir:
+        from .sample_quality import save_samples
+
         records = [{"label": None if labels is None else int(label),
                     "label_name": None if labels is None else prior.label_names[label],
                     "seed": args.seed, "temperature": args.temperature, "top_k": args.top_k,
@@ -309,6 +323,8 @@ def cmd_sample(args) -> int:
 def _quality_labels(samples, train, held) -> tuple:
     """(train labels, requested labels, held-out labels) for depth agreement, or three Nones: it needs the label
     of every sample in samples.json and data labelled as the prior was (the same label names)."""
+    from .codemaps import conditioning_labels
+
     names, requested = samples.meta.get("label_names") or [], [r.get("label") for r in samples.records]
     if not names or None in requested:
         return None, None, None
@@ -328,6 +344,10 @@ def _nan_to_none(summary: dict) -> dict:
 
 
 def cmd_sample_quality(args) -> int:
+    from . import pipeline
+    from .data import load_dataset
+    from .sample_quality import load_samples, measure, real_ceiling
+
     samples = load_samples(args.samples)
     size = samples.images.shape[-1]
     train = load_dataset(args.data, "train", size)                    # at the samples' size

@@ -5,6 +5,8 @@ SSIM uses the Wang et al. (2004) settings: an 11-tap Gaussian window with sigma 
 K2 = 0.03, data range 1. torchmetrics pads each image by reflection and averages the SSIM map over the
 whole image; scikit-image averages only the interior (5 pixels from each side are cropped). Inside the
 border both maps agree to rounding, so the two means differ by a few 1e-3 at most (tests/test_metrics.py).
+torchmetrics is imported inside the functions that call it: importing it loads scipy.signal and more (about a
+second on 2 CPU cores), which code that scores no image (the quantizer's perplexity, ``sample``) need not pay.
 
 Brain-only SSIM: about half of a skull-stripped slice is black background that any model reconstructs
 almost perfectly, which lifts the whole-image mean. ``brain_ssim`` averages torchmetrics' SSIM map
@@ -23,7 +25,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
-from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 
 from .utils import evaluating
 
@@ -48,6 +49,7 @@ def ssim(pred: Tensor, target: Tensor, *, chunk: int = 256) -> Tensor:
         raise ValueError(f"chunk must be >= 1, got {chunk}")
     if pred.shape != target.shape or pred.dim() != 4:
         _check_pair(pred, target)  # raises the shape error
+    from torchmetrics.functional.image import structural_similarity_index_measure  # here: see the docstring
     scores = [structural_similarity_index_measure(
         *_check_pair(pred[s:s + chunk], target[s:s + chunk]), gaussian_kernel=True, sigma=1.5, kernel_size=11,
         data_range=1.0, reduction="none") for s in range(0, len(pred), chunk)]
@@ -57,6 +59,7 @@ def ssim(pred: Tensor, target: Tensor, *, chunk: int = 256) -> Tensor:
 def psnr(pred: Tensor, target: Tensor) -> Tensor:
     """PSNR in dB of each image, 10 log10(1 / MSE): (B, 1, H, W) in [0, 1] -> (B,). Identical images: inf."""
     pred, target = _check_pair(pred, target)
+    from torchmetrics.functional.image import peak_signal_noise_ratio  # here: see the docstring
     return peak_signal_noise_ratio(pred, target, data_range=1.0, dim=(1, 2, 3), reduction="none")
 
 
@@ -70,6 +73,7 @@ def ssim_with_map(pred: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
     """One torchmetrics pass, two results: the SSIM of each image (B,) as :func:`ssim` gives it, and the SSIM
     of each pixel (its local window), (B, 1, H, W), for pairs (B, 1, H, W) in [0, 1]."""
     pred, target = _check_pair(pred, target)
+    from torchmetrics.functional.image import structural_similarity_index_measure  # here: see the docstring
     return structural_similarity_index_measure(
         pred, target, gaussian_kernel=True, sigma=1.5, kernel_size=11, data_range=1.0, reduction="none",
         return_full_image=True)

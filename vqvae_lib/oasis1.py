@@ -28,7 +28,6 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import nibabel as nib
 import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
@@ -105,6 +104,7 @@ def convert_oasis1(src_root, dst_root, *, splits=(0.8, 0.1, 0.1), seed: int = 0,
     """
     src_root, dst_root = Path(src_root), Path(dst_root)
     _check_options(splits, min_brain_fraction, slice_step)
+    _nibabel()                                          # a missing nibabel is named before any work
     scans, skipped = find_scans(src_root)
     _prepare_destination(dst_root, overwrite)
     assignment = split_subjects([scan.subject for scan in scans], splits, seed)
@@ -155,7 +155,18 @@ def _find_seg(image: Path, tag: str) -> Path:
     return matches[0]
 
 
+def _nibabel():
+    """nibabel, imported on first use: only this converter reads Analyze volumes (the ``oasis`` extra)."""
+    try:
+        import nibabel
+    except ImportError as exc:
+        raise ImportError("converting the OASIS-1 release needs nibabel: pip install 'vqvae_lib[oasis]' "
+                          "(or pip install nibabel)") from exc
+    return nibabel
+
+
 def _open(path: Path):
+    nib = _nibabel()
     try:
         return nib.load(path)
     except Exception as exc:
@@ -259,7 +270,7 @@ def main(argv=None) -> int:
     try:
         report = convert_oasis1(args.src, args.dst, seed=args.seed, slice_step=args.slice_step,
                                 min_brain_fraction=args.min_brain_fraction, overwrite=args.overwrite)
-    except (OSError, ValueError) as exc:
+    except (ImportError, OSError, ValueError) as exc:
         parser.exit(1, f"{parser.prog}: error: {exc}\n")
     print(report.summary())
     return 0
