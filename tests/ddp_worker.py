@@ -55,7 +55,7 @@ def main() -> None:
 
     torch.manual_seed(1 + rank)  # different initial weights per rank: DDP must make them equal
     model = VQVAE(VQVAEConfig(hidden_channels=16, res_channels=8, n_res_blocks=1, downsample=4, codebook_size=32,
-                              embedding_dim=8, dead_threshold=4.0))
+                              embedding_dim=8, dead_share=0.5, recon_loss="mse"))
     cfg = TrainConfig(batch_size=8, steps=args.steps, lr=1e-2, warmup_steps=5,
                       eval_every=args.checkpoint_every if args.poison_main_at else 0,
                       checkpoint_every=args.checkpoint_every, seed=0)

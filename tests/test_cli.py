@@ -1,4 +1,5 @@
 """The CLI trains, resumes and evaluates end to end on tiny data; bad input gets a clear message."""
+import itertools
 import json
 
 import numpy as np
@@ -8,6 +9,7 @@ from conftest import tiny_imagefolder
 from PIL import Image
 
 from vqvae_lib import pipeline
+from vqvae_lib import train as training
 from vqvae_lib.cli import main
 from vqvae_lib.config import get_profile
 from vqvae_lib.data import load_dataset
@@ -92,14 +94,15 @@ def test_the_seed_decides_the_initial_weights_and_the_first_steps(tiny_source, t
     assert not torch.equal(first["model"]["decoder.up.1.weight"], other["model"]["decoder.up.1.weight"])
 
 
-def test_minutes_budget_and_reference_model(tiny_source, tmp_path, capsys):
+def test_minutes_budget_and_reference_model(tiny_source, tmp_path, capsys, monkeypatch):
+    ticks = itertools.count()
+    monkeypatch.setattr(training, "perf_counter", lambda: 0.005 * next(ticks))   # every training step takes 0.005 s
     out = tmp_path / "ref"
     assert main(["train-vqvae", "--data", str(tiny_source), "--image-size", "32", "--model", "reference",
                  "--minutes", "0.002", "--batch-size", "4", "--out", str(out), "--no-progress"]) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    # the time budget ends the run: at its planned step count, or by the clock when steps ran slower than the
-    # probe (with 0.12 s, a slow moment of the machine is enough; it failed so once in a full test run)
-    assert summary["stopped"] in ("minutes", "clock")
+    planned = int(training.PLAN_MARGIN * 0.12 / 0.005)                             # the time budget, as steps
+    assert (summary["stopped"], summary["steps"]) == ("minutes", planned)
     model = pipeline.load_vqvae(out / "vqvae.pt", torch.device("cpu"))
     assert model.config.hidden_channels == 128 and model.config.codebook_init == "scaled"
     assert model.config.ema_debias and (model.config.input_offset, model.config.input_scale) == (0.5, 1.0)

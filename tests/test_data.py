@@ -3,6 +3,7 @@ import itertools
 import os
 import re
 import shutil
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -342,3 +343,42 @@ def test_dataloader_batch(tmp_path, cache_dir):
     ds = load_dataset(root, "all", 16, cache_dir=cache_dir)
     batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=4)))
     assert batch["image"].shape == (4, 1, 16, 16) and batch["mask"].shape == (4, 16, 16)
+
+
+def test_spread_subset_draws_every_group_in_its_share():
+    subjects = [f"s{i}" for i in range(10) for _ in range(36)]          # the built-in validate split's layout
+    chosen = data.spread_subset(360, 256, subjects)
+    per_subject = Counter(subjects[i] for i in chosen.tolist())
+    assert len(chosen) == 256 and len(set(chosen.tolist())) == 256 and chosen.tolist() == sorted(chosen.tolist())
+    assert set(per_subject) == set(subjects) and set(per_subject.values()) <= {25, 26}
+    assert torch.equal(chosen, data.spread_subset(360, 256, subjects))                 # seeded: the same every time
+    assert not torch.equal(chosen, data.spread_subset(360, 256, subjects, seed=1))
+    skewed = ["a"] * 90 + ["b"] * 10                                                   # a small class is not drowned
+    assert Counter(skewed[i] for i in data.spread_subset(100, 20, skewed).tolist()) == {"a": 10, "b": 10}
+    assert torch.equal(data.spread_subset(5, None), torch.arange(5)) and len(data.spread_subset(50, 7)) == 7
+
+
+def test_vqvae_validation_scores_every_validate_subject(tmp_path, monkeypatch):
+    """Capped validation draws across the validate subjects, not the first ones in file order."""
+    from vqvae_lib import pipeline
+    from vqvae_lib.config import TrainConfig, VQVAEConfig
+
+    monkeypatch.setenv("VQVAE_HOME", str(tmp_path / "home"))
+    root = tmp_path / "oasis"
+    for split, subjects in zip(data.OASIS_SPLITS, (("001", "002"), ("101", "102", "103", "104"), ("201",))):
+        for s, subject in enumerate(subjects):
+            for k in range(6):
+                _save(root / f"keras_png_slices_{split}" / f"case_{subject}_slice_{k}.nii.png",
+                      _slice(40 + 40 * s + k))
+    scored = {}
+
+    def capture(images):
+        scored["images"] = images
+        return lambda model: {"ssim_mean": 0.0}
+
+    monkeypatch.setattr(pipeline, "reconstruction_validator", capture)
+    cfg = VQVAEConfig(hidden_channels=8, res_channels=4, n_res_blocks=1, codebook_size=8, embedding_dim=4)
+    pipeline.train_vqvae(str(root), tmp_path / "run", cfg, TrainConfig(batch_size=2, steps=1, warmup_steps=0,
+                         eval_every=0, checkpoint_every=0), 16, progress=False, val_images=8)
+    brightest = scored["images"].flatten(1).max(1).values.tolist()                   # 40 + 40 s + k: s is the subject
+    assert len(brightest) == 8 and sorted(Counter((v - 40) // 40 for v in brightest).values()) == [2, 2, 2, 2]

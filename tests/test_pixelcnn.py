@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from vqvae_lib.config import PixelCNNConfig
-from vqvae_lib.metrics import code_usage
-from vqvae_lib.pixelcnn import GatedPixelCNN, MaskedConv2d, MaskedPixelCNN, init_from_codes, receptive_field
+from vqvae_lib.pixelcnn import GatedPixelCNN, MaskedConv2d, MaskedPixelCNN, receptive_field
 from vqvae_lib.prior import IndependentPrior, evaluate_prior, prior_loss, uniform_bits
 
 SHAPE = (5, 6)  # not square: a transposed index would show
@@ -57,32 +56,6 @@ def test_position_biases_keep_the_model_causal_and_tell_rows_apart():
     assert tiny(height=SHAPE[0], width=SHAPE[1]).layers[0].row_bias.abs().sum() == 0  # they start at zero
     with pytest.raises(ValueError, match="built for"):
         model(torch.zeros(1, SHAPE[0] + 1, SHAPE[1], dtype=torch.long))
-
-
-@pytest.mark.parametrize("shape", [SHAPE, (4, 7)], ids=["even-width", "odd-width"])
-def test_mirror_reaches_across_the_row_and_stays_causal(shape):
-    """With ``mirror``, (i, j) in a row's right half sees its mirror (i, w - 1 - j) however far; never itself
-    (the centre column of an odd width) or the future."""
-    model = tiny(n_layers=1, mirror=True)                        # one layer: the stacks reach 2 columns left
-    plain = tiny(n_layers=1)
-    codes = torch.randint(5, (2, *shape))
-    assert torch.equal(model(codes), plain(codes))               # the mirror projection starts at zero
-    with torch.no_grad():
-        model.mirror.weight.normal_()
-    w = shape[1]
-    for position in positions(shape):
-        field = receptive_field(model, position, shape, n_inputs=2)
-        assert field[later_or_here(position, shape)].abs().max() == 0, position
-        i, j = position
-        if j > w - 1 - j:                                        # its mirror came first: seen, however far
-            assert field[i, w - 1 - j] > 0, position
-    assert receptive_field(plain, (2, w - 1), shape, n_inputs=2)[2, 0] == 0   # without it: out of reach
-    with pytest.raises(ValueError, match="not the plain MaskedPixelCNN"):
-        tiny(MaskedPixelCNN, mirror=True)
-    with pytest.raises(ValueError, match="one-level gated prior"):
-        PixelCNNConfig(architecture="transformer", mirror=True)
-    with pytest.raises(ValueError, match="one-level gated prior"):
-        PixelCNNConfig(coarse_codes=16, mirror=True)
 
 
 def test_conditional_gated_stacks_are_causal_too():
@@ -183,25 +156,6 @@ def test_independent_prior_uses_add_one_smoothing():
     assert draws.shape == (400, 2, 2) and torch.equal(draws, prior.sample(400, (2, 2), seed=0))
     share = torch.bincount(draws.flatten(), minlength=4).double() / draws.numel()
     assert share.tolist() == pytest.approx(prior.probs.tolist(), abs=0.03)
-
-
-def test_init_from_codes_starts_at_the_independent_prior_with_codebook_geometry():
-    model = tiny(codebook_size=5, channels=3)
-    train = torch.tensor([[[0, 0, 1], [0, 2, 2]]])                         # counts 3, 1, 2, 0, 0
-    # codes 0 and 1 decode alike (close vectors), code 4 is far from both
-    codebook = torch.tensor([[0.0, 0.0], [0.1, 0.0], [1.0, 1.0], [2.0, -1.0], [5.0, 5.0]])
-    init_from_codes(model, codebook, code_usage(train, 5))
-    held_out = torch.tensor([[[4, 3, 0], [1, 2, 0]]])
-    assert evaluate_prior(model, held_out) == pytest.approx(IndependentPrior.fit(train, 5).evaluate(held_out))
-    emb = model.embedding.weight.detach()                                  # (K, C): 2 principal + 1 random column
-    assert emb[:, :2].std(dim=0).tolist() == pytest.approx([1.0, 1.0])
-    near, far = (emb[0, :2] - emb[1, :2]).norm(), (emb[0, :2] - emb[4, :2]).norm()
-    assert near < 0.1 * far
-    loss, _ = prior_loss(model, train)                                     # it still learns: gradients flow
-    loss.backward()
-    assert model.head[-1].weight.grad.abs().sum() > 0
-    with pytest.raises(ValueError, match="K = 5"):
-        init_from_codes(model, codebook[:4], code_usage(train, 5))
 
 
 def test_every_profile_has_a_prior_and_its_training_budget():

@@ -1,4 +1,5 @@
 """Vector quantizer: nearest codes, the loss terms through their gradients, EMA, init and restarts."""
+import math
 from itertools import pairwise
 
 import pytest
@@ -6,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from vqvae_lib.config import VQVAEConfig
-from vqvae_lib.quantizer import VectorQuantizer, kmeans
+from vqvae_lib.quantizer import USAGE_DECAY, VectorQuantizer, kmeans
 
 
 def as_map(z_flat, h, w):
@@ -182,15 +183,28 @@ def far_codebook(ema):
     return q, torch.randn(64, 2, generator=gen)
 
 
+def unused_batches_until_restart() -> int:
+    """Batches a code must go unused before it is restarted: its usage falls from a fair share 1 / K by
+    ``USAGE_DECAY`` per batch until it is below ``dead_share`` of that (0.9^27 < 1/16 <= 0.9^26)."""
+    return math.ceil(math.log(1 / 16) / math.log(USAGE_DECAY) + 1e-9)
+
+
 @pytest.mark.parametrize("ema", [False, True])
-def test_dead_code_restart_revives_unused_codes(ema):
+@pytest.mark.parametrize("batch", [16, 64])
+def test_dead_code_restart_revives_unused_codes(ema, batch):
+    """A code missing from a batch is not restarted at once; one unused for 27 batches is, whatever the
+    batch size (the rule counts shares of the vectors, not vectors)."""
     q, z_flat = far_codebook(ema)
     torch.manual_seed(0)
-    first = q(as_map(z_flat, 8, 8))
-    assert first.active_codes == 1
-    assert int(q.restarts) == 7
+    wait = unused_batches_until_restart()
+    assert wait == 27
+    for step in range(1, wait + 1):
+        out = q(as_map(z_flat[:batch], batch // 8, 8))
+        assert out.active_codes == 1
+        assert int(q.restarts) == (7 if step == wait else 0), step
     distance = torch.cdist(q.codebook.detach(), z_flat).min(1).values  # (K,)
-    assert distance.max() < 0.2  # every code now sits next to a data point
+    assert distance[1:].max() < 0.2  # every restarted code now sits next to a data point
+    assert torch.allclose(q.usage[1:], torch.full((7,), 1 / 8))  # restarted codes start at a fair share again
     q.eval()
     assert q(as_map(z_flat, 8, 8)).active_codes > 4
     if ema:
@@ -199,12 +213,14 @@ def test_dead_code_restart_revives_unused_codes(ema):
 
 def test_restart_dead_codes_counts_and_spares_live_codes():
     q, z_flat = far_codebook(ema=False)
-    q.usage.copy_(torch.tensor([5.0, 0.5, 2.0, 0.0, 1.0, 3.0, 0.9, 7.0]))
+    fair = 1 / 8                                      # dead below dead_share (1/16) of a fair share: 1/128
+    q.usage.copy_(torch.tensor([0.5, 0.005, 0.1, 0.0, 1 / 128, 0.2, 0.0075, 0.18]))
     before = q.codebook.detach().clone()
-    assert q.restart_dead_codes(z_flat) == 3  # usage below 1.0: codes 1, 3, 6
+    assert q.dead_codes().tolist() == [1, 3, 6]
+    assert q.restart_dead_codes(z_flat) == 3
     moved = (q.codebook.detach() != before).any(1)
     assert moved.tolist() == [False, True, False, True, False, False, True, False]
-    assert (q.usage >= q.dead_threshold).all()
+    assert q.usage[[1, 3, 6]].tolist() == [fair] * 3
     assert q.restart_dead_codes(z_flat) == 0
 
 
@@ -232,7 +248,8 @@ def test_sampling_follows_the_global_seed():
 
 def test_eval_mode_changes_no_state():
     gen = torch.Generator().manual_seed(8)
-    q = VectorQuantizer(16, 3, ema=True, init="kmeans", restart_dead=True, dead_threshold=100.0).eval()
+    q = VectorQuantizer(16, 3, ema=True, init="kmeans", restart_dead=True, dead_share=0.99).eval()
+    q.usage.zero_()                                   # every code would be restarted in training
     before = {k: v.clone() for k, v in q.state_dict().items()}
     for _ in range(3):
         q(torch.randn(2, 3, 4, 4, generator=gen))

@@ -1,8 +1,9 @@
-"""The README's torchrun commands are real: torchrun's own parser and ours accept every one of them."""
+"""The README's torchrun commands are real, and the tables of README.md and RESULTS.md are the records'."""
 import re
 import shlex
 from pathlib import Path
 
+import pytest
 from torch.distributed.run import get_args_parser
 
 from vqvae_lib.cli import build_parser
@@ -26,12 +27,29 @@ def test_readme_torchrun_commands_parse():
         assert ours.command in ("train-vqvae", "train-prior") and ours.out
 
 
-def test_readme_numbers_agree_with_the_records():
-    """The README's generated tables (headline numbers, notebook times, sample quality) are what
-    ``benchmarks/report.py`` writes from ``benchmarks/results/*.json`` now: rerun it after a new record."""
+def _report():
+    """benchmarks/report.py as a module."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("report", README.parent / "benchmarks" / "report.py")
     report = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(report)
-    assert README.read_text() == report.readme_text(), "README.md is stale: run python benchmarks/report.py"
+    return report
+
+
+@pytest.mark.parametrize("document", [README, README.parent / "benchmarks" / "RESULTS.md"], ids=lambda p: p.name)
+def test_readme_numbers_agree_with_the_records(document):
+    """README's and RESULTS.md's generated tables (between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->``) are
+    what ``benchmarks/report.py`` writes from ``benchmarks/results/*.json`` now: rerun it after a new record."""
+    text = document.read_text()
+    assert "<!-- generation-status:start -->" in text
+    assert text == _report().document_text(document), f"{document.name} is stale: run python benchmarks/report.py"
+
+
+def test_report_refuses_a_record_without_a_schema(tmp_path):
+    """A record in benchmarks/results/ must say which layout it has: report.py names the file it cannot read."""
+    report = _report()
+    (tmp_path / "sample-quality-old.json").write_text('{"name": "sample-quality-old"}')
+    report.ROOT = tmp_path
+    with pytest.raises(SystemExit, match="sample-quality-old.json"):
+        report.load_records(tmp_path)

@@ -26,12 +26,11 @@ from vqvae_lib.sampling import (
 SHAPE = (5, 6)
 
 
-def tiny(n_labels: int = 0, seed: int = 0, model_cls=GatedPixelCNN, position: bool = False,
-         mirror: bool = False) -> torch.nn.Module:
+def tiny(n_labels: int = 0, seed: int = 0, model_cls=GatedPixelCNN, position: bool = False) -> torch.nn.Module:
     """float64, with weights large enough that the distributions are far from uniform (position biases too)."""
     torch.manual_seed(seed)
     cfg = PixelCNNConfig(channels=6, n_layers=3, kernel_size=3, codebook_size=7, n_labels=n_labels,
-                         height=SHAPE[0] if position else 0, width=SHAPE[1] if position else 0, mirror=mirror)
+                         height=SHAPE[0] if position else 0, width=SHAPE[1] if position else 0)
     model = model_cls(cfg).double()
     with torch.no_grad():
         for param in model.parameters():
@@ -77,17 +76,6 @@ def test_fast_sampler_equals_naive_with_position_biases(n_labels):
             layer.row_bias.zero_()
             layer.col_bias.zero_()
     assert not torch.equal(fast, sample(model, 4, SHAPE, labels=labels, seed=7))  # position matters
-
-
-def test_fast_sampler_equals_naive_with_mirror():
-    model = tiny(n_labels=2, position=True, mirror=True)
-    labels = torch.tensor([1, 0, 1, 1])
-    fast = sample(model, 4, SHAPE, labels=labels, seed=9, top_k=5)
-    assert torch.equal(fast, sample(model, 4, SHAPE, labels=labels, seed=9, top_k=5, naive=True))
-    with torch.no_grad():
-        model.mirror.weight.zero_()
-        model.mirror.bias.zero_()
-    assert not torch.equal(fast, sample(model, 4, SHAPE, labels=labels, seed=9, top_k=5))  # the mirror matters
 
 
 def test_completion_keeps_the_top_rows_and_matches_naive():

@@ -1,5 +1,10 @@
 """Device choice, seeding, paths, profiles, and the two dependency lists."""
+import json
+import os
 import re
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -99,15 +104,16 @@ def _names(requirements):
     return {re.split(r"[<>=!~\[; ]", r.strip(), maxsplit=1)[0].lower().replace("_", "-") for r in requirements}
 
 
-def test_environment_yml_and_pyproject_name_the_same_dependencies():
+def test_environment_yml_installs_the_project_with_the_makefile_extras():
+    """environment.yml keeps no second list of packages: conda gives Python, pip installs the project with the
+    extras make install uses; the course's Jupyter and widgets are an extra, not the library's dependencies."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = _names(project["dependencies"]) | _names(project["optional-dependencies"]["dev"])
-    text = (ROOT / "environment.yml").read_text()
-    lines = text.split("dependencies:", 1)[1].splitlines()
-    listed = [line.strip()[2:] for line in lines if line.strip().startswith("- ")]
-    conda = _names(x for x in listed if not x.startswith(("python", "pip", "-e")))
-    assert conda == wanted
-    assert any(x.startswith("python=3.11") for x in listed)
+    lines = (ROOT / "environment.yml").read_text().split("dependencies:", 1)[1].splitlines()
+    listed = [line.split("#")[0].strip()[2:] for line in lines if line.strip().startswith("- ")]
+    extras = re.search(r"^EXTRAS \?= (\S+)$", (ROOT / "Makefile").read_text(), re.M).group(1)
+    assert listed == ["python=3.11", "pip", "pip:", f"-e .[{extras}]"]
+    assert set(extras.split(",")) == set(project["optional-dependencies"]) == {"course", "oasis", "dev"}
+    assert not {"jupyterlab", "ipywidgets", "nibabel"} & _names(project["dependencies"])
     assert "torch==2.13.0" not in (ROOT / "pyproject.toml").read_text()
 
 
@@ -119,3 +125,33 @@ def test_atomic_writes_fsync_the_file_and_its_folder(tmp_path, monkeypatch):
     assert len(synced) == 2                                   # the temporary file, then the folder after the rename
     assert torch.load(tmp_path / "c.pt", weights_only=True)["x"].sum() == 2
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+
+
+def test_a_plain_install_keeps_data_runs_and_records_out_of_site_packages(tmp_path):
+    """Installed without the repository around it (``pip install .``), the package writes under the per-user
+    folder, never beside itself, and finds no benchmark records, which it says how to make."""
+    site = tmp_path / "site-packages"
+    shutil.copytree(ROOT / "vqvae_lib", site / "vqvae_lib", ignore=shutil.ignore_patterns("__pycache__"))
+    env = {k: v for k, v in os.environ.items() if k not in ("VQVAE_HOME", "XDG_DATA_HOME", "PYTHONPATH")}
+    env.update(PYTHONPATH=str(site), HOME=str(tmp_path / "home"))
+    script = ("import json, vqvae_lib, vqvae_lib.sample_quality as sq, vqvae_lib.utils as u; print(json.dumps("
+              "[vqvae_lib.__file__, str(u.project_root()), str(u.runs_dir()), str(u.data_dir()), "
+              "sq.benchmark_records(), sq.no_records()]))")
+    out = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True,
+                         check=True)
+    package, root, runs, data, records, hint = json.loads(out.stdout)
+    home = tmp_path / "home" / ".local" / "share" / "vqvae_lib"
+    assert Path(package).parent == site / "vqvae_lib"
+    assert (root, runs, data) == (str(home), str(home / "runs"), str(home / "data"))
+    assert records == [] and "clone of the course repository" in hint and "benchmarks/sample_quality.py" in hint
+
+
+def test_the_config_defaults_are_the_class_profile():
+    """What a bare config says is what the class runs; the class profile states only its budgets and the prior's
+    training rate."""
+    profile = config.get_profile("class")
+    assert config.VQVAEConfig() == profile.vqvae and config.PixelCNNConfig() == profile.prior
+    assert config.SamplingConfig() == profile.sampling
+    assert config.TrainConfig(minutes=3.0) == profile.vqvae_train
+    assert config.TrainConfig(minutes=4.0, lr=8e-3, eval_every=0) == profile.prior_train
+    assert config.VQVAEConfig.reference().recon_loss == config.VQVAEConfig.misha().recon_loss == "mse"

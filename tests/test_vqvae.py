@@ -92,26 +92,6 @@ def test_decode_indices_matches_forward_in_eval():
         assert torch.allclose(model.decode_indices(indices), out.reconstruction, atol=1e-5)
 
 
-def test_code_noise_swaps_a_share_of_decoder_inputs_in_training_only():
-    model = tiny(code_noise=0.5)
-    x = images(n=8)
-    model.train()
-    model(x)                                                   # data init of the codebook
-    with torch.no_grad():
-        z_q = model.quantizer.lookup(model.encode_indices(x))  # (B, D, h, w)
-        indices = model.encode_indices(x)
-        torch.manual_seed(1)
-        noisy = model.corrupt(z_q, indices)
-    changed = (noisy != z_q).any(dim=1).float().mean()         # positions whose vector was swapped (and differs)
-    assert 0.25 < changed < 0.55
-    codebook = model.quantizer.codebook
-    assert ((noisy.permute(0, 2, 3, 1)[..., None, :] - codebook).abs().sum(-1) < 1e-6).any(-1).all()  # real codes
-    model.eval()
-    with torch.no_grad():                                      # evaluation decodes the codes as they are
-        assert torch.allclose(model(x).reconstruction, model.decode_indices(indices), atol=1e-5)
-    with pytest.raises(ValueError, match="code_noise"):
-        VQVAEConfig(code_noise=1.0)
-
 
 def state(model):
     return {k: v.clone() for k, v in model.state_dict().items()}
@@ -125,7 +105,8 @@ def assert_same_state(before, model):
 
 
 def test_eval_mode_never_changes_the_state():
-    model = tiny(dead_threshold=1e6).eval()  # every code would be restarted in training
+    model = tiny().eval()
+    model.quantizer.usage.zero_()  # every code would be restarted in training
     before = state(model)
     with torch.no_grad():
         for seed in range(3):
@@ -134,7 +115,8 @@ def test_eval_mode_never_changes_the_state():
 
 
 def test_encode_indices_has_no_side_effects_in_training_mode():
-    model = tiny(dead_threshold=1e6).train()
+    model = tiny().train()
+    model.quantizer.usage.zero_()
     before = state(model)
     model.encode_indices(images())
     assert_same_state(before, model)
@@ -152,7 +134,7 @@ def test_training_mode_updates_the_codebook():
 def test_overfits_one_batch(ema):
     torch.manual_seed(0)
     model = VQVAE(VQVAEConfig(hidden_channels=32, res_channels=16, n_res_blocks=1, downsample=4,
-                              codebook_size=32, embedding_dim=8, ema=ema))
+                              codebook_size=32, embedding_dim=8, ema=ema, recon_loss="mse"))  # falls tenfold
     x = shapes()
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     losses = []

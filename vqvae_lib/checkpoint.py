@@ -17,8 +17,8 @@ from pathlib import Path
 
 import torch
 
-from .coarse import build_prior
 from .config import PixelCNNConfig, TrainConfig, VQVAEConfig
+from .prior import build_prior
 from .utils import atomic_torch_save, get_device
 from .vqvae import VQVAE
 
@@ -28,6 +28,15 @@ FREE_TRAIN_FIELDS = ("eval_every", "checkpoint_every", "precision", "channels_la
 BUDGET_FIELDS = ("steps", "minutes")   # may change only to extend a finished run, and only when asked
 FREE_META_FIELDS = ("source", "vqvae_path",   # paths: data and checkpoints may move (fingerprints decide)
                     "split_kind")              # a description of the split; the data fingerprint and group_by decide
+# config fields that earlier versions wrote, with the value every run had unless it tried an experiment that has
+# left the library since (benchmarks/RESULTS.md, "What did not win"): read as absent at that value, refused otherwise
+REMOVED_FIELDS = {
+    VQVAEConfig: {"in_channels": 1, "code_noise": 0.0, "dead_threshold": 1.0},
+    TrainConfig: {"lr_min_ratio": 0.05, "weight_decay": 0.0, "weight_ema": 0.0},
+    PixelCNNConfig: {"architecture": "gated", "heads": 4, "mirror": False, "init_from_codes": False,
+                     "coarse_codes": 0, "coarse_factor": 2, "code_dim": 0, "cond_channels": 0, "mask_steps": 12,
+                     "conditional": True},
+}
 
 
 def save_checkpoint(payload: dict, path: str | Path) -> None:
@@ -69,14 +78,35 @@ def differences(stored: dict, requested: dict, skip: tuple[str, ...] = (), defau
     return [f"{n}: {stored.get(n)!r} -> {requested.get(n)!r}" for n in names if stored.get(n) != requested.get(n)]
 
 
+def current_fields(config_class, values: dict) -> dict:
+    """A stored config ``values`` without the fields that have left ``config_class`` at the value every run had
+    (``REMOVED_FIELDS``); any other unknown field stays, so that comparing or building with it fails by name."""
+    removed = REMOVED_FIELDS.get(config_class, {})
+    return {k: v for k, v in values.items() if not (k in removed and v == removed[k])}
+
+
+def config_from(config_class, values: dict, path: str | Path):
+    """``config_class(**values)`` for a config stored in checkpoint ``path``; a field this version does not have
+    gets an error that names it."""
+    values = current_fields(config_class, values)
+    unknown = sorted(set(values) - set(config_class().to_dict()))
+    if unknown:
+        raise ValueError(f"checkpoint {path} was made with {', '.join(f'{k}={values[k]!r}' for k in unknown)}, "
+                         f"which {config_class.__name__} no longer has (an experiment that left the library: "
+                         "benchmarks/RESULTS.md, 'What did not win'); train it again with this version")
+    return config_class(**values)
+
+
 def run_differences(ckpt: dict, meta: dict, train_config: dict) -> list[str]:
     """How the run asked for (``meta`` and ``train_config``) differs from the checkpoint's, budget aside."""
     config_class = {"vqvae": VQVAEConfig, "prior": PixelCNNConfig}.get(meta.get("kind"))
-    model = differences(ckpt.get("meta", {}).get("config", {}), meta.get("config", {}),
+    stored = ckpt.get("meta", {}).get("config", {})
+    model = differences(current_fields(config_class, stored) if config_class else stored, meta.get("config", {}),
                         defaults=config_class().to_dict() if config_class else None)
     other_meta = differences({k: v for k, v in ckpt.get("meta", {}).items() if k != "config"},
                              {k: v for k, v in meta.items() if k != "config"}, FREE_META_FIELDS)
-    training = differences(ckpt.get("train_config", {}), train_config, FREE_TRAIN_FIELDS + BUDGET_FIELDS,
+    training = differences(current_fields(TrainConfig, ckpt.get("train_config", {})), train_config,
+                           FREE_TRAIN_FIELDS + BUDGET_FIELDS,
                            defaults=TrainConfig().to_dict())
     return [f"model {d}" for d in model] + other_meta + [f"training {d}" for d in training]
 
@@ -91,7 +121,7 @@ def load_vqvae(path: str | Path, device: torch.device | None = None) -> VQVAE:
     ckpt = load_checkpoint(path, map_location=device or get_device())
     if ckpt.get("meta", {}).get("kind") != "vqvae":
         raise ValueError(f"{path} is not a VQ-VAE checkpoint (kind={ckpt.get('meta', {}).get('kind')!r})")
-    model = VQVAE(VQVAEConfig(**ckpt["meta"]["config"])).to(device or get_device())
+    model = VQVAE(config_from(VQVAEConfig, ckpt["meta"]["config"], path)).to(device or get_device())
     model.load_state_dict(ckpt["model"])
     model.image_size = int(ckpt["meta"]["image_size"])
     model.group_by = ckpt["meta"].get("group_by")  # how its source was split (None: by file / the source's own)
@@ -157,7 +187,7 @@ def load_prior(path: str | Path, device: torch.device | None = None,
         raise ValueError(f"{path} is not a prior checkpoint (kind={meta.get('kind')!r})")
     if vqvae_path is not None:
         check_prior_vqvae(meta, Path(path), Path(vqvae_path), checkpoint_fingerprint(vqvae_path))
-    model = build_prior(PixelCNNConfig(**meta["config"])).to(device or get_device())
+    model = build_prior(config_from(PixelCNNConfig, meta["config"], path)).to(device or get_device())
     model.load_state_dict(ckpt["model"])
     model.code_support, model.label_counts = load_code_support(path)
     return describe_prior(model, meta).eval()

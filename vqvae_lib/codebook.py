@@ -29,7 +29,7 @@ class CodebookStats:
     """How often each of the K codes occurs over all positions of a set of code maps.
 
     "Dead" here means never chosen on these images: not the quantizer's running-usage notion
-    (``VectorQuantizer.usage < dead_threshold``) that decides restarts during training.
+    (``VectorQuantizer.dead_codes``) that decides restarts during training.
     """
 
     counts: Tensor                 # (K,) int64: positions assigned to each code

@@ -312,6 +312,35 @@ def held_out_split(n: int, split: str, seed: int = 0, groups: list[str] | None =
     return [i for i in range(n) if (i if groups is None else groups[i]) in chosen]
 
 
+def spread_subset(n: int, limit: int | None, groups=None, seed: int = 0) -> torch.Tensor:
+    """Indices (sorted, (m,) long) of at most ``limit`` of ``n`` items, drawn with a seeded generator and spread
+    evenly over ``groups`` (one key per item: a subject, a class, a depth band), so that a capped validation set
+    holds every group in its share instead of the first groups in file order. All of them when ``limit`` is
+    None or at least ``n``."""
+    if limit is None or limit >= n:
+        return torch.arange(n)
+    if limit < 1:
+        raise ValueError(f"limit must be >= 1 or None, got {limit}")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    if groups is None:
+        return torch.tensor(sorted(order[:limit]))
+    keys = groups.tolist() if isinstance(groups, torch.Tensor) else list(groups)
+    if len(keys) != n:
+        raise ValueError(f"groups has {len(keys)} entries for {n} items")
+    seen: dict = {}
+    turn = []                                         # the how-manieth of its group each item is, in draw order
+    for i in order:
+        turn.append(seen.get(keys[i], 0))
+        seen[keys[i]] = turn[-1] + 1
+    rounds = sorted(range(n), key=lambda k: turn[k])  # every group's first item, then every second, ...
+    return torch.tensor(sorted(order[k] for k in rounds[:limit]))
+
+
+def item_groups(dataset: SliceDataset):
+    """What a subset of ``dataset`` should be spread over: its subjects, else its class labels, else None."""
+    return dataset.subjects if dataset.subjects is not None else dataset.labels
+
+
 def file_groups(paths: list[Path], root: Path, group_by: str) -> list[str]:
     """The group of each file: the regex ``group_by`` searched in the file's name relative to ``root``
     (``/``-separated, e.g. ``NonDemented/subj12_slice3.png``); its named group ``group`` if it has one,

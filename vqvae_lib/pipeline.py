@@ -20,21 +20,20 @@ from .checkpoint import (  # noqa: F401  (load_vqvae and load_prior are part of 
     load_vqvae,
     save_code_support,
 )
-from .coarse import build_prior
 from .codemaps import load_code_maps
 from .config import PixelCNNConfig, Profile, TrainConfig, VQVAEConfig, get_profile
-from .data import SliceDataset, default_eval_split, load_dataset
+from .data import SliceDataset, default_eval_split, item_groups, load_dataset, spread_subset
 from .leakage import LEAKAGE_SSIM, leakage_share
-from .metrics import ReconstructionEval, code_usage, evaluate_reconstruction, reconstruction_validator
-from .pixelcnn import init_from_codes
-from .prior import prior_loss, prior_validator
+from .metrics import ReconstructionEval, evaluate_reconstruction, reconstruction_validator
+from .prior import build_prior, prior_loss, prior_validator
 from .sampling import code_support
 from .train import FitResult, fit
 from .utils import atomic_write_bytes, get_device, runs_dir, set_seed
 from .vqvae import VQVAE, vqvae_loss
 
-VAL_IMAGES = 256  # held-out slices scored at each validation during training
-VAL_CODE_MAPS = 512  # held-out code maps scored at each validation of the prior
+VAL_IMAGES = 256  # held-out slices scored at each validation during training ...
+VAL_CODE_MAPS = 512  # ... and code maps at each validation of the prior: a seeded draw spread over the split's
+                     # subjects (or classes, or depth bands), the same for every run (``data.spread_subset``)
 
 
 def source_tag(source: str) -> str:
@@ -76,7 +75,8 @@ def train_vqvae(source: str, out_dir: str | Path, model_cfg: VQVAEConfig, train_
     if group_by is not None:
         meta["group_by"] = group_by
     result = fit(model, train_set.images, vqvae_loss, train_cfg, checkpoint=out_dir / "vqvae.pt",
-                 validate=reconstruction_validator(val_set.images[:val_images]), meta=meta,
+                 validate=reconstruction_validator(val_set.images[spread_subset(len(val_set), val_images,
+                                                                               item_groups(val_set))]), meta=meta,
                  fingerprint=train_set.fingerprint, progress=progress, extend=extend)
     write_history(out_dir / "history.json", result, "images_per_second", train_cfg.batch_size)
     return result
@@ -179,10 +179,9 @@ def with_minutes(cfg: TrainConfig, minutes: float | None, steps: int | None) -> 
 def train_prior(vqvae_path: str | Path, source: str, out_dir: str | Path, model_cfg: PixelCNNConfig,
                 train_cfg: TrainConfig, *, device: torch.device | None = None, progress: bool = True,
                 extend: bool = False) -> FitResult:
-    """Train (or resume, or just load when finished) ``out_dir/prior.pt``: the prior ``model_cfg`` describes (a
-    gated PixelCNN, coarse-to-fine or a causal transformer: ``coarse.build_prior``) on the code maps
-    of ``source``'s train split under the VQ-VAE ``vqvae_path``, conditional on their labels when
-    ``model_cfg.conditional`` and the source has labels. Validation: bits per code on the validate split.
+    """Train (or resume, or just load when finished) ``out_dir/prior.pt``: the gated PixelCNN ``model_cfg``
+    describes, on the code maps of ``source``'s train split under the VQ-VAE ``vqvae_path``, conditional on their
+    labels when the source has labels (slice depth bands, classes). Validation: bits per code on the validate split.
     History goes to ``out_dir/prior_history.json``. Refuses a ``prior.pt`` made with another VQ-VAE.
     """
     device = device or get_device()
@@ -195,25 +194,18 @@ def train_prior(vqvae_path: str | Path, source: str, out_dir: str | Path, model_
         val_maps = load_code_maps(vqvae_path, source, "validate", n_buckets=model_cfg.depth_buckets, device=device)
     cfg = replace(model_cfg, codebook_size=train_maps.codebook_size, height=train_maps.shape[0],
                   width=train_maps.shape[1],
-                  n_labels=train_maps.n_labels if model_cfg.conditional else 0)
-    needs_codebook = cfg.coarse_codes or cfg.init_from_codes
-    codebook = load_vqvae(vqvae_path, torch.device("cpu")).quantizer.codebook if needs_codebook else None
-    if cfg.coarse_codes:
-        cfg = replace(cfg, code_dim=codebook.shape[1])
+                  n_labels=train_maps.n_labels)
     meta = {"kind": "prior", "config": cfg.to_dict(), "vqvae_fingerprint": vqvae_fingerprint,
             "vqvae_path": str(vqvae_path), "source": str(source), "latent_shape": list(train_maps.shape),
             "label_names": train_maps.label_names if cfg.n_labels else [],
             "label_kind": train_maps.label_kind if cfg.n_labels else "none"}
-    val_labels = val_maps.labels[:VAL_CODE_MAPS] if cfg.n_labels else None
+    val = spread_subset(len(val_maps), VAL_CODE_MAPS, val_maps.labels)
+    val_labels = val_maps.labels[val] if cfg.n_labels else None
     set_seed(train_cfg.seed)  # before the model is built: one seed, one set of initial weights
     model = build_prior(cfg).to(device)
-    if cfg.coarse_codes:  # the coarse codes: k-means of the training maps' block averages (seeded)
-        model.fit(codebook.to(device), train_maps.indices, seed=train_cfg.seed)
-    if cfg.init_from_codes:  # overwritten by the checkpoint's weights when the run resumes
-        init_from_codes(model, codebook, code_usage(train_maps.indices, cfg.codebook_size))
     result = fit(describe_prior(model, meta), train_maps.indices, prior_loss, train_cfg,
                  labels=train_maps.labels if cfg.n_labels else None, checkpoint=path,
-                 validate=prior_validator(val_maps.indices[:VAL_CODE_MAPS], val_labels), meta=meta,
+                 validate=prior_validator(val_maps.indices[val], val_labels), meta=meta,
                  fingerprint=train_maps.key, progress=progress, extend=extend)
     write_history(out_dir / "prior_history.json", result, "maps_per_second", train_cfg.batch_size)
     # which codes the training maps have at each position (per label): what sampling may restrict itself to

@@ -20,17 +20,6 @@ image border has codes of its own, and samples then grow tissue along the bottom
 therefore adds a learned bias per row and per column, (2C, h, 1) + (2C, 1, w), before its gates, as the
 label bias is added: position is not data, so causality is untouched. They start at zero.
 
-Mirror (``PixelCNNConfig.mirror``): a brain is nearly left-right symmetric, but the horizontal stack of row i
-reaches only a few columns to the left, so the right half of a row is drawn without seeing its mirror image.
-With ``mirror``, the features before the output head at (i, j) also get a projection of the code at
-(i, w - 1 - j) when that position comes first (j > w - 1 - j); still causal, and it starts at zero.
-
-Conditioning map (``PixelCNNConfig.cond_channels``): a feature map ``cond`` (B, cond_channels, h, w) that is
-known before sampling starts (in ``vqvae_lib.coarse``: the coarse code map, drawn first) enters every gated
-layer through its own 1 x 1 convolution to 2C channels, added before the gates like the label bias
-(VQ-VAE-2, Razavi et al. 2019, "Generating Diverse High-Fidelity Images with VQ-VAE-2", arXiv 1906.00446,
-section 3.3). The model may look at all of ``cond``: causality concerns the codes, not the condition.
-
 The gated model uses the shift trick instead of masks (the same function, without multiplying half of
 every kernel by zero). With p = k // 2:
 - vertical: (p + 1) x k convolutions see the current row and the p rows above. The first layer reads
@@ -104,7 +93,6 @@ class GatedLayer(nn.Module):
         positioned = cfg.position and cfg.height > 0 and cfg.width > 0
         self.row_bias = nn.Parameter(torch.zeros(2 * C, cfg.height, 1)) if positioned else None
         self.col_bias = nn.Parameter(torch.zeros(2 * C, 1, cfg.width)) if positioned else None
-        self.cond_proj = nn.Conv2d(cfg.cond_channels, 2 * C, 1) if cfg.cond_channels else None
 
     def position_bias(self, rows: slice, width: int) -> torch.Tensor | float:
         """The position biases of ``rows`` of a map ``width`` wide, (1, 2C, n, w); 0 without position."""
@@ -120,16 +108,6 @@ class GatedLayer(nn.Module):
         embedded = embed_labels(self.label_bias, labels)
         return 0.0 if embedded is None else embedded[:, :, None, None]
 
-    def cond_bias(self, cond: torch.Tensor | None) -> torch.Tensor | float:
-        """The conditioning map's bias before the gates, (B, 2C, h, w); 0 for a layer without one."""
-        if self.cond_proj is None:
-            if cond is not None:
-                raise ValueError("this prior takes no conditioning map: pass cond=None")
-            return 0.0
-        if cond is None:
-            raise ValueError(f"this prior is conditioned on a map: pass cond (B, {self.cond_proj.in_channels}, h, w)")
-        return self.cond_proj(cond)
-
     def vertical(self, v: torch.Tensor, bias) -> tuple[torch.Tensor, torch.Tensor]:
         """v (B, C, p + n, W): n rows and the p rows above them -> (v' (B, C, n, W), link (B, 2C, n, W)),
         where link = v_to_h(features) + bias is what the horizontal stack receives at the same positions."""
@@ -141,12 +119,10 @@ class GatedLayer(nn.Module):
         out = self.h_out(gate(self.h_conv(h) + link))
         return out if self.mask == "A" else h[..., self.pad:] + out  # residual (mask B only)
 
-    def forward(self, v: torch.Tensor, h: torch.Tensor, labels: torch.Tensor | None = None,
-                cond: torch.Tensor | None = None):
+    def forward(self, v: torch.Tensor, h: torch.Tensor, labels: torch.Tensor | None = None):
         if self.mask == "A":
             v, h = down_shift(v), right_shift(h)
-        bias = (self.bias(labels) + self.position_bias(slice(0, v.shape[2]), v.shape[3])
-                + self.cond_bias(cond))                                              # (B | 1, 2C, H | 1, W | 1)
+        bias = self.bias(labels) + self.position_bias(slice(0, v.shape[2]), v.shape[3])  # (B | 1, 2C, H | 1, W | 1)
         v, link = self.vertical(F.pad(v, (0, 0, self.pad, 0)), bias)                   # (B, C, H, W), (B, 2C, H, W)
         h = self.horizontal(F.pad(h, (self.pad, 0, 0, 0)), link)                     # (B, C, H, W)
         return v, h
@@ -159,9 +135,8 @@ def output_head(cfg: PixelCNNConfig) -> nn.Sequential:
 
 
 class CodePrior(nn.Module):
-    """What the PixelCNNs and the transformer (``vqvae_lib.transformer``) share: a code embedding, ``embed``,
-    ``forward`` and ``nll``; a subclass defines
-    ``logits_from_embeddings(x (B, C, h, w), labels, cond) -> (B, K, h, w)``."""
+    """What the two PixelCNNs share: a code embedding, ``embed``, ``forward`` and ``nll``; a subclass defines
+    ``logits_from_embeddings(x (B, C, h, w), labels) -> (B, K, h, w)``."""
 
     def __init__(self, cfg: PixelCNNConfig):
         super().__init__()
@@ -173,9 +148,8 @@ class CodePrior(nn.Module):
         check_codes(codes, self.config.codebook_size)
         return self.embedding(codes).permute(0, 3, 1, 2)
 
-    def forward(self, codes: torch.Tensor, labels: torch.Tensor | None = None,
-                cond: torch.Tensor | None = None) -> torch.Tensor:
-        return self.logits_from_embeddings(self.embed(codes), labels, cond)
+    def forward(self, codes: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.logits_from_embeddings(self.embed(codes), labels)
 
     def nll(self, codes: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """Summed negative log-likelihood of code maps (B, h, w), in nats (a 0-d tensor, fp32 or more)."""
@@ -189,65 +163,13 @@ class GatedPixelCNN(CodePrior):
         super().__init__(cfg)
         self.layers = nn.ModuleList([GatedLayer(cfg, "A" if i == 0 else "B") for i in range(cfg.n_layers)])
         self.head = output_head(cfg)
-        self.mirror = nn.Conv2d(cfg.channels, cfg.channels, 1) if cfg.mirror else None
-        if self.mirror is not None:                      # starts as the plain prior, like the position biases
-            nn.init.zeros_(self.mirror.weight)
-            nn.init.zeros_(self.mirror.bias)
 
-    def logits_from_embeddings(self, x: torch.Tensor, labels: torch.Tensor | None = None,
-                               cond: torch.Tensor | None = None) -> torch.Tensor:
+    def logits_from_embeddings(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """(B, C, h, w) -> (B, K, h, w); ``receptive_field`` differentiates through this."""
         v = h = x
         for layer in self.layers:
-            v, h = layer(v, h, labels, cond)
-        return self.head(h + self.mirror_features(x))
-
-    def mirror_features(self, x: torch.Tensor) -> torch.Tensor | float:
-        """With ``mirror``: embedded codes (B, C, h, w) -> (B, C, h, w), at (i, j) a projection of the code at the
-        mirror position (i, w - 1 - j) where that lies before (i, j) in the row (j > w - 1 - j), else 0; added to
-        the features before the output head. The stacks reach a few columns to the left; this reaches across."""
-        if self.mirror is None:
-            return 0.0
-        columns = torch.arange(x.shape[-1], device=x.device)
-        after_mirror = (columns > x.shape[-1] - 1 - columns).to(x.dtype)           # (w,)
-        return self.mirror(x.flip(-1)) * after_mirror
-
-    def mirror_at(self, codes: torch.Tensor, i: int, j: int) -> torch.Tensor | float:
-        """``mirror_features`` at one position of code maps (n, h, w) whose codes before (i, j) are drawn:
-        (n, C, 1, 1), or 0."""
-        w = codes.shape[-1]
-        if self.mirror is None or j <= w - 1 - j:
-            return 0.0
-        return self.mirror(self.embed(codes[:, i:i + 1, w - 1 - j:w - j]))
-
-
-@torch.no_grad()
-def init_from_codes(model: CodePrior, codebook: torch.Tensor, counts: torch.Tensor) -> None:
-    """Start a prior where the data already point, instead of at random:
-
-    - the code embedding: the codebook vectors (K, D) on their first C principal directions, each scaled to
-      unit variance (the scale of ``nn.Embedding``'s own init, which the PixelCNNs keep; a transformer starts
-      its embeddings at std 0.02, so there the codes start far larger than the position embeddings), so codes
-      that decode alike start alike;
-      with D < C the remaining C - D columns keep their random init;
-    - the output layer: weights 0 and bias log((counts + 1) / sum): at step 0 the prior predicts the
-      training histogram of codes (the independent-codes prior of ``vqvae_lib.prior``) everywhere, not
-      the uniform distribution (log2 K bits per code), and its first steps are spent on context.
-    """
-    K, C = model.config.codebook_size, model.config.channels
-    if codebook.shape[0] != K or counts.shape != (K,):
-        raise ValueError(f"init_from_codes needs a codebook (K, D) and counts (K,) with K = {K}, got "
-                         f"{tuple(codebook.shape)} and {tuple(counts.shape)}")
-    centred = codebook.double().cpu() - codebook.double().cpu().mean(dim=0)   # (K, D)
-    _, _, v = torch.linalg.svd(centred, full_matrices=False)                  # v (D, D): rows = directions
-    n = min(C, v.shape[0])
-    projected = centred @ v[:n].T                                             # (K, n)
-    projected = projected / projected.std(dim=0).clamp(min=1e-12)
-    weight = model.embedding.weight
-    weight[:, :n] = projected.to(weight)
-    last = model.head[-1]
-    last.weight.zero_()
-    last.bias.copy_(torch.log((counts.double().cpu() + 1) / (counts.double().sum() + K)).to(last.bias))
+            v, h = layer(v, h, labels)
+        return self.head(h)
 
 
 class MaskedConv2d(nn.Conv2d):
@@ -277,18 +199,15 @@ class MaskedPixelCNN(CodePrior):
     Code maps (B, h, w) long -> logits (B, K, h, w). Shows the blind spot; use ``GatedPixelCNN`` otherwise."""
 
     def __init__(self, cfg: PixelCNNConfig):
-        if cfg.mirror:
-            raise ValueError("PixelCNNConfig.mirror is for the gated PixelCNN, not the plain MaskedPixelCNN")
         super().__init__(cfg)
         C, k = cfg.channels, cfg.kernel_size
         self.convs = nn.ModuleList([MaskedConv2d(C, C, k, "A" if i == 0 else "B") for i in range(cfg.n_layers)])
         self.head = output_head(cfg)
 
-    def logits_from_embeddings(self, x: torch.Tensor, labels: torch.Tensor | None = None,
-                               cond: torch.Tensor | None = None) -> torch.Tensor:
+    def logits_from_embeddings(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """(B, C, h, w) -> (B, K, h, w)"""
-        if labels is not None or cond is not None:
-            raise ValueError("MaskedPixelCNN is unconditional: pass labels=None and cond=None")
+        if labels is not None:
+            raise ValueError("MaskedPixelCNN is unconditional: pass labels=None")
         h = self.convs[0](x)
         for conv in self.convs[1:]:
             h = h + conv(F.relu(h))

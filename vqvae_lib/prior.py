@@ -1,4 +1,5 @@
-"""Training objective and likelihoods of priors over code maps, with the two baselines a PixelCNN must beat.
+"""The priors the course teaches, their training objective and likelihoods, with the two baselines a PixelCNN
+must beat.
 
 All likelihoods are negative log-likelihoods of held-out code maps, in bits: per code (position) and
 per image (one code map: h * w codes).
@@ -6,7 +7,12 @@ per image (one code map: h * w codes).
 - uniform prior: every code equally likely, log2 K bits per code;
 - independent-codes prior: each position drawn independently from the training histogram of codes
   (add-one smoothing, so an unseen code costs finite bits);
-- PixelCNN: each code given the codes before it (and the label).
+- PixelCNN: each code given the codes before it (and the label): ``build_prior`` makes the gated one
+  (``vqvae_lib.pixelcnn``) from a ``PixelCNNConfig``; it is what the pipeline trains, checkpoints hold and the
+  sampler draws from.
+
+Priors that did not beat the gated PixelCNN at the class budget (coarse-to-fine, masked-code, a causal
+transformer) are described with their measurements in benchmarks/RESULTS.md, "What did not win".
 """
 from __future__ import annotations
 
@@ -17,13 +23,20 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .config import PixelCNNConfig
 from .metrics import bits_per_code, code_usage
+from .pixelcnn import GatedPixelCNN
 from .utils import evaluating
+
+
+def build_prior(cfg: PixelCNNConfig) -> GatedPixelCNN:
+    """The prior a ``PixelCNNConfig`` describes: the gated PixelCNN."""
+    return GatedPixelCNN(cfg)
 
 
 def code_nll(model: nn.Module, codes: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
     """Summed negative log-likelihood in nats of code maps (B, h, w): the model's own ``nll`` where it has one
-    (``CodePrior``, ``CoarseToFinePrior``), else the cross-entropy of its logits ``model(codes, labels)``."""
+    (``pixelcnn.CodePrior``), else the cross-entropy of its logits ``model(codes, labels)``."""
     if hasattr(model, "nll"):
         return model.nll(codes, labels)
     return F.cross_entropy(model(codes, labels).float(), codes, reduction="sum")

@@ -34,6 +34,7 @@ from .distributed import all_reduce_sum_, broadcast_
 from .metrics import histogram_perplexity
 
 INITS = ("random", "scaled", "data", "kmeans")
+USAGE_DECAY = 0.9   # a code's usage: the EMA of its share of the vectors over about the last 1 / (1 - 0.9) = 10 batches
 
 
 class QuantizerOutput(NamedTuple):
@@ -93,12 +94,17 @@ class VectorQuantizer(nn.Module):
 
     ema:          move the codes by running averages of their assigned vectors (no codebook loss)
     init:         "random" | "data" (K encoder outputs of the first training batch) | "kmeans"
-    restart_dead: in training, re-seed codes whose usage (EMA of vectors per batch) < dead_threshold
+    restart_dead: in training, re-seed dead codes on recent encoder outputs. The rule (``dead_codes``): a code is
+                  dead when its share of the encoder's vectors, averaged over about the last 10 batches
+                  (``USAGE_DECAY``), is below ``dead_share`` of a fair share 1 / K. Shares, not counts: the rule
+                  means the same at any batch size, image size or number of processes. Every code starts (and a
+                  restarted code starts again) at a fair share, so an unused code is restarted after 27
+                  batches (0.9^27 < 1/16), not at the first batch it misses.
     """
 
     def __init__(self, codebook_size: int, embedding_dim: int, beta: float = 0.25, ema: bool = False,
                  ema_decay: float = 0.99, ema_epsilon: float = 1e-5, init: str = "random",
-                 restart_dead: bool = False, dead_threshold: float = 1.0, ema_debias: bool = False,
+                 restart_dead: bool = False, dead_share: float = 1 / 16, ema_debias: bool = False,
                  beta_term: str = "commitment"):
         super().__init__()
         if init not in INITS:
@@ -111,7 +117,9 @@ class VectorQuantizer(nn.Module):
         self.ema_epsilon = ema_epsilon
         self.init = init
         self.restart_dead = restart_dead
-        self.dead_threshold = dead_threshold
+        if not 0 < dead_share < 1:
+            raise ValueError(f"dead_share must lie in (0, 1), got {dead_share}")
+        self.dead_share = dead_share
         self.ema_debias, self.beta_term = ema_debias, beta_term
         K = codebook_size
         # "random": uniform in +-1/K (the PyTorch ports: MishaLaskin, zalando); "scaled": uniform in
@@ -127,7 +135,7 @@ class VectorQuantizer(nn.Module):
             self.register_buffer("ema_embed_sum", torch.zeros_like(codes) if ema_debias else codes.clone())  # m_i
             if ema_debias:
                 self.register_buffer("ema_updates", torch.zeros((), dtype=torch.long))  # t
-        self.register_buffer("usage", torch.full((K,), float(dead_threshold)))  # EMA of vectors per batch
+        self.register_buffer("usage", torch.full((K,), 1.0 / K))  # EMA of each code's share of the vectors
         self.register_buffer("initialized", torch.tensor(init in ("random", "scaled")))
         self.register_buffer("restarts", torch.zeros((), dtype=torch.long))  # codes restarted so far
 
@@ -135,7 +143,7 @@ class VectorQuantizer(nn.Module):
     def from_config(cls, cfg: VQVAEConfig) -> VectorQuantizer:
         return cls(cfg.codebook_size, cfg.embedding_dim, beta=cfg.beta, ema=cfg.ema,
                    ema_decay=cfg.ema_decay, ema_epsilon=cfg.ema_epsilon, init=cfg.codebook_init,
-                   restart_dead=cfg.restart_dead, dead_threshold=cfg.dead_threshold, ema_debias=cfg.ema_debias,
+                   restart_dead=cfg.restart_dead, dead_share=cfg.dead_share, ema_debias=cfg.ema_debias,
                    beta_term=cfg.beta_term)
 
     @property
@@ -194,7 +202,7 @@ class VectorQuantizer(nn.Module):
         """Training-time bookkeeping after a batch: usage, EMA codebook update, dead-code restarts.
         Returns the code counts (K,) of the global batch (all ranks' counts summed)."""
         counts = all_reduce_sum_(counts.float())  # (K,)
-        self.usage.mul_(self.ema_decay).add_(counts, alpha=1 - self.ema_decay)
+        self.usage.lerp_(counts / counts.sum().clamp(min=1), 1 - USAGE_DECAY)  # shares of the global batch
         if self.ema:
             self.ema_update(z_flat, indices, counts)
         if self.restart_dead:
@@ -236,11 +244,15 @@ class VectorQuantizer(nn.Module):
             self.ema_embed_sum.copy_(codes)
         self.initialized.fill_(True)
 
+    def dead_codes(self) -> torch.Tensor:
+        """Ids (n_dead,) of the codes whose recent share of the vectors is below ``dead_share`` / K."""
+        return (self.usage < self.dead_share / self.codebook_size).nonzero().squeeze(1)
+
     @torch.no_grad()
     def restart_dead_codes(self, z_flat: torch.Tensor) -> int:
-        """Move every code with usage < dead_threshold onto a random row of z_flat (N, D), plus a
-        little noise, and reset its usage (and EMA statistics). Returns how many codes moved."""
-        dead = (self.usage < self.dead_threshold).nonzero().squeeze(1)  # (n_dead,)
+        """Move every dead code (``dead_codes``) onto a random row of z_flat (N, D), plus a little noise, and
+        give it a fair share of usage again (and fresh EMA statistics). Returns how many codes moved."""
+        dead = self.dead_codes()  # (n_dead,)
         n_dead = dead.numel()
         if n_dead == 0:
             return 0
@@ -249,7 +261,7 @@ class VectorQuantizer(nn.Module):
         codes = codes + 0.01 * z.std() * torch.randn_like(codes)
         broadcast_(codes)  # rank 0's draw, on every rank
         self.embeddings[dead] = codes
-        self.usage[dead] = self.dead_threshold
+        self.usage[dead] = 1.0 / self.codebook_size
         if self.ema:
             self.ema_cluster_size[dead] = 1.0
             self.ema_embed_sum[dead] = codes

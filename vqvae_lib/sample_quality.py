@@ -14,11 +14,8 @@
   (mode collapse); compare it with the pairwise SSIM of real slices.
 - Two-sample test: a small CNN learns to tell samples from real slices; its cross-validated accuracy is
   0.5 when it cannot (the samples pass) and 1 when it always can. The score is the mean of ``CRITIC_REPEATS``
-  critics (seeds), each trained ``CRITIC_EPOCHS`` epochs with a cosine-decayed learning rate. Records
-  without a ``critic`` entry (all before 2026-12-04 22:50 UTC) used a weaker critic: 12 epochs at a constant
-  rate, whose last weights landed anywhere; single folds scored 0.5-0.98 on the same images, and the score
-  (one critic, later the mean of three) said 0.71-0.90 for class samples that a critic trained to the end tells
-  apart 0.95-0.99 of the time (real slices from real slices: 0.51-0.53 with either).
+  critics (seeds), each trained ``CRITIC_EPOCHS`` epochs with a cosine-decayed learning rate. Archived
+  records without a ``critic`` entry were scored by an earlier, weaker critic (``weak_critic``; RESULTS.md).
 - Intensities: the Wasserstein-1 distance between the intensities of the brain pixels (above
   ``BRAIN_THRESHOLD``) of the samples and of held-out real slices, in intensity units ([0, 1]).
 - Brain area: the fraction of pixels above ``BRAIN_THRESHOLD`` per image, mean and std, vs the real ones.
@@ -51,6 +48,7 @@ from .data import to_grayscale
 from .metrics import ssim
 from .prior import IndependentPrior
 from .sampling import decode, default_labels, sample
+from .utils import checkout_root
 
 BRAIN_THRESHOLD = 0.05   # intensity above which a pixel counts as brain (skull-stripped: background ~0)
 MEMORISED = 0.95         # nearest-neighbour SSIM above which a sample may be a copy of a training slice
@@ -576,15 +574,22 @@ def compare_priors(vqvae, prior, train_maps, train_images: torch.Tensor, real_im
     })
 
 
-def benchmark_records(data: str = "default", budget: str | None = None,
-                      variants: tuple[str, ...] | None = None) -> list[dict]:
+def benchmark_records(data: str = "default", budget: str | None = None, variants: tuple[str, ...] | None = None,
+                      include_archive: bool = False) -> list[dict]:
     """The sample-quality records of ``benchmarks/sample_quality.py`` for one data source ("default" or
-    "kaggle"), read from benchmarks/results/: the class budget's (3 + 4 minutes) at temperature 1 unless
-    ``budget`` names another suffix (e.g. "10+30min", "t0.8"); only ``variants`` when given, in that order,
-    else sorted by variant name, the class profile's first."""
+    "kaggle"), read from the checkout's benchmarks/results/ (``include_archive``: and from its archive/, the records
+    of settings the course no longer uses):
+    those whose name ends in ``budget`` after the variant (e.g. "t0.7-depth", "3+40min-t0.7-depth"; None: nothing
+    after it); only ``variants`` when given, in that order, else sorted by variant name, the class profile's
+    first. Empty outside a clone of the repository (a plain ``pip install`` has no records): ``no_records``
+    says what to run then."""
+    root = checkout_root()
+    if root is None:
+        return []
     records = []  # the committed records of this checkout (not of $VQVAE_HOME, which holds data and runs)
-    results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
-    for path in sorted(results.glob(f"sample-quality-{data}-*.json")):
+    results = root / "benchmarks" / "results"
+    folders = (results, results / "archive") if include_archive else (results,)
+    for path in sorted(p for folder in folders for p in folder.glob(f"sample-quality-{data}-*.json")):
         record = json.loads(path.read_text())
         suffix = path.stem[len(f"sample-quality-{data}-{record['variant']}"):].lstrip("-") or None
         if suffix == budget:
@@ -592,6 +597,15 @@ def benchmark_records(data: str = "default", budget: str | None = None,
     if variants is not None:
         return sorted((r for r in records if r["variant"] in variants), key=lambda r: variants.index(r["variant"]))
     return sorted(records, key=lambda r: (r["variant"] != "class", r["variant"]))
+
+
+def no_records(data: str = "default", variants: tuple[str, ...] = ("class",)) -> str:
+    """What to run when ``benchmark_records`` found none."""
+    where = ("this checkout has none of them" if checkout_root() is not None else
+             "they live in a clone of the course repository (benchmarks/results/), not in an installed package")
+    return (f"No sample-quality records of {', '.join(variants)} on the {data} data: {where}. From a clone, "
+            f"python benchmarks/sample_quality.py --data {data} --variant {variants[0]} writes one "
+            "(about 10 minutes on a 2-core CPU).")
 
 
 # (title, part of the record, key, format): "prior" cells come from the record's prior, the others from its samples

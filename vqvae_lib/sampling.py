@@ -11,11 +11,8 @@ Two samplers, one result:
   vertical stack is computed for row i alone (it depends on rows < i only, which are final), from
   cached vertical features of the rows above; at each position (i, j) every layer's horizontal stack
   is computed for that one position, from cached horizontal features of row i and the row's vertical
-  features (with ``mirror``, plus the projection of the mirror position's code, already drawn, before the
-  head). Exact, because of the causal structure (in the spirit of Ramachandran et al. 2017,
+  features. Exact, because of the causal structure (in the spirit of Ramachandran et al. 2017,
   "Fast Generation for Convolutional Autoregressive Models").
-- ``fast`` for a ``CodeTransformer``: a key/value cache. Each position runs every block on one token and
-  attends to the cached keys and values of the positions before it (``cache_loop``).
 
 Support (``code_support``, ``support_for``): the codes the training maps have at each position, per label. With
 ``support``, a code is drawn at (i, j) only if some training map (of the sample's label) has it there: where every
@@ -27,25 +24,14 @@ p(x) = sum over y of p(y) p(x | y) only if its labels come in the training slice
 label in turn instead over-represents rare labels (one kaggle class has 44 of 4,097 training slices but would get
 a quarter of the samples, nearly alike), so the default is the training proportions; ``load_prior`` reads them
 from beside the checkpoint (``label_counts``).
-
-A masked-code prior (``vqvae_lib.masked``) is drawn in ``mask_steps`` parallel steps (``masked_loop``), not in
-raster order; each step draws two (n, h, w) uniforms from the same seeded generator: one picks every hidden
-position's candidate code by inverse CDF, the other is the Gumbel noise on the candidates' confidences.
-
-A coarse-to-fine prior (``vqvae_lib.coarse``) is sampled in two passes with the same sampler: its coarse
-map from ``top``, then the code map from ``bottom`` conditioned on that whole coarse map. The uniforms of
-the coarse map are drawn first from the same seeded generator, then those of the code map.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
 
-from .coarse import CoarseToFinePrior
 from .config import SUPPORTS
-from .masked import CONFIDENCE_NOISE, MaskedCodePrior, hidden_after
-from .pixelcnn import GatedPixelCNN, check_codes
-from .transformer import CodeTransformer
+from .pixelcnn import GatedPixelCNN
 from .utils import evaluating
 
 
@@ -80,25 +66,22 @@ def uniforms(n: int, shape: tuple[int, int], seed: int | torch.Generator) -> tor
 
 
 @torch.no_grad()
-def naive_loop(model: nn.Module, codes: torch.Tensor, labels, u: torch.Tensor, start_row: int, pick,
-               cond: torch.Tensor | None = None) -> None:
+def naive_loop(model: nn.Module, codes: torch.Tensor, labels, u: torch.Tensor, start_row: int, pick) -> None:
     """Fill ``codes`` (n, h, w) from ``start_row`` on, one full forward pass per position."""
     _, H, W = codes.shape
     for i in range(start_row, H):
         for j in range(W):
-            logits = model(codes, labels, cond)[:, :, i, j]                   # (n, K)
+            logits = model(codes, labels)[:, :, i, j]                         # (n, K)
             codes[:, i, j] = pick(logits, u[:, i, j], (i, j))
 
 
 @torch.no_grad()
-def fast_loop(model: GatedPixelCNN, codes: torch.Tensor, labels, u: torch.Tensor, start_row: int, pick,
-              cond: torch.Tensor | None = None) -> None:
+def fast_loop(model: GatedPixelCNN, codes: torch.Tensor, labels, u: torch.Tensor, start_row: int, pick) -> None:
     """Fill ``codes`` (n, h, w) from ``start_row`` on: the vertical stacks once per row, the horizontal
     stacks once per position (see module docstring). Rows above ``start_row`` are read, not sampled."""
     n, H, W = codes.shape
     p, C, L = model.config.kernel_size // 2, model.config.channels, len(model.layers)
-    # label and conditioning-map biases: (n, 2C, 1, 1), (n, 2C, H, W) or 0
-    biases = [layer.bias(labels) + layer.cond_bias(cond) for layer in model.layers]
+    biases = [layer.bias(labels) for layer in model.layers]                # label biases: (n, 2C, 1, 1) or 0
     dtype = model.embedding.weight.dtype
     # vertical input of each layer, p zero rows on top: map row r at index r + p; layer 0 reads the
     # embedded map shifted down by one row, so embedded row r goes to index r + 1 + p
@@ -110,68 +93,6 @@ def fast_loop(model: GatedPixelCNN, codes: torch.Tensor, labels, u: torch.Tensor
         v_in[0][:, :, i + p + 1] = model.embed(codes[:, i:i + 1])[:, :, 0]   # (n, C, W)
 
 
-@torch.no_grad()
-def cache_loop(model: CodeTransformer, codes: torch.Tensor, labels, u: torch.Tensor, start_row: int, pick,
-               cond: torch.Tensor | None = None) -> None:
-    """Fill ``codes`` (n, h, w) from ``start_row`` on, one token per position through a key/value cache; the
-    kept rows above ``start_row`` are read into the cache the same way."""
-    if cond is not None:
-        raise ValueError("a transformer prior takes no conditioning map: pass cond=None")
-    n, H, W = codes.shape
-    model.check_map_size(H, W)
-    check_codes(codes, model.config.codebook_size)                          # the kept rows of a prompt
-    caches = model.new_cache(n)
-    previous = None
-    for t in range(H * W):
-        i, j = divmod(t, W)
-        logits = model.step(previous, t, labels, caches)                    # (n, K)
-        if i >= start_row:
-            codes[:, i, j] = pick(logits, u[:, i, j], (i, j))
-        previous = codes[:, i, j]
-
-
-@torch.no_grad()
-def masked_loop(model: MaskedCodePrior, codes: torch.Tensor, labels, generator: torch.Generator, keep_rows: int,
-                temperature: float, top_k: int | None, support: torch.Tensor | None, groups: torch.Tensor | None,
-                steps: int, noise: float = CONFIDENCE_NOISE, chunk: int = 32) -> None:
-    """Fill ``codes`` (n, h, w) below ``keep_rows`` in ``steps`` steps (MaskGIT): each step predicts every hidden
-    position from the visible ones, draws a candidate at each (temperature, top-k, support as the other samplers),
-    and reveals the most confident candidates (log-probability plus ``noise`` times Gumbel noise, the factor
-    shrinking linearly to 0), so that ``hidden_after`` positions stay hidden; the others are hidden again.
-    ``chunk`` samples per network pass."""
-    n, H, W = codes.shape
-    K = model.config.codebook_size
-    check_codes(codes, K)                                                            # the kept rows of a prompt
-    known = torch.zeros(n, H, W, dtype=torch.bool, device=codes.device)
-    known[:, :keep_rows] = True
-    to_draw = (H - keep_rows) * W
-    for step in range(steps):
-        u = uniforms(n, (H, W), generator).to(codes.device)                          # candidate choice
-        g = uniforms(n, (H, W), generator).to(codes.device)                          # confidence noise
-        candidates = torch.empty_like(codes)
-        confidence = torch.zeros(n, H, W, dtype=torch.float64, device=codes.device)  # known ones: revealed anyway
-        for s in range(0, n, chunk):
-            part = slice(s, s + chunk)
-            hidden = ~known[part]                                                    # (c, H, W)
-            logits = model(model.hide(codes[part], hidden), None if labels is None else labels[part])
-            logits = logits.permute(0, 2, 3, 1)[hidden]                              # (m, K): hidden positions only
-            if groups is not None:
-                logits = logits.masked_fill(~support[groups[part]][hidden], float("-inf"))
-            probs = distribution(logits, temperature, top_k)                         # (m, K)
-            pick = inverse_cdf(probs, u[part][hidden])                               # (m,)
-            candidates[part] = codes[part].masked_scatter(hidden, pick)              # known ones unchanged
-            confidence[part] = confidence[part].masked_scatter(hidden, probs.gather(1, pick[:, None]).log())
-        gumbel = -torch.log(-torch.log(g.clamp(1e-12, 1 - 1e-12)))
-        score = confidence + noise * (1 - (step + 1) / steps) * gumbel
-        score = score.masked_fill(known, float("inf")).view(n, -1)                   # (n, H W)
-        reveal = H * W - hidden_after(step, steps, to_draw)                          # known after this step
-        chosen = torch.zeros(n, H * W, dtype=torch.bool, device=codes.device)
-        chosen.scatter_(1, score.topk(reveal, dim=1).indices, True)
-        new = chosen.view(n, H, W) & ~known
-        codes[new] = candidates[new]
-        known |= new
-
-
 def vertical_row(model: GatedPixelCNN, v_in: list[torch.Tensor], i: int, biases) -> list[torch.Tensor]:
     """Every layer's link to its horizontal stack on row i, (n, 2C, 1, W) each; writes each layer's
     vertical output on row i into the next layer's input."""
@@ -179,7 +100,7 @@ def vertical_row(model: GatedPixelCNN, v_in: list[torch.Tensor], i: int, biases)
     links = []
     width = v_in[0].shape[-1]
     for l, layer in enumerate(model.layers):
-        bias = row_of(biases[l], i) + layer.position_bias(slice(i, i + 1), width)  # (n | 1, 2C, 1, W | 1)
+        bias = biases[l] + layer.position_bias(slice(i, i + 1), width)      # (n | 1, 2C, 1, W | 1)
         v, link = layer.vertical(v_in[l][:, :, i:i + p + 1], bias)           # (n, C, 1, W), (n, 2C, 1, W)
         links.append(link)
         if l + 1 < len(v_in):
@@ -187,15 +108,9 @@ def vertical_row(model: GatedPixelCNN, v_in: list[torch.Tensor], i: int, biases)
     return links
 
 
-def row_of(bias, i: int):
-    """Row i of a bias that varies by row ((n, 2C, H, W) with H > 1), else the bias itself."""
-    return bias[:, :, i:i + 1] if isinstance(bias, torch.Tensor) and bias.shape[2] > 1 else bias
-
-
 def sample_row(model: GatedPixelCNN, codes: torch.Tensor, i: int, links: list[torch.Tensor], u: torch.Tensor,
                pick) -> None:
-    """Sample row i of ``codes`` position by position; only the horizontal stacks run (and, with ``mirror``,
-    the projection of the mirror position's code)."""
+    """Sample row i of ``codes`` position by position; only the horizontal stacks run."""
     n, _, W = codes.shape
     p, C = model.config.kernel_size // 2, model.config.channels
     # horizontal input of each layer on row i, p zero columns on the left: column c at index c + p;
@@ -206,7 +121,7 @@ def sample_row(model: GatedPixelCNN, codes: torch.Tensor, i: int, links: list[to
             h = layer.horizontal(h_in[l][..., j:j + p + 1], links[l][..., j:j + 1])  # (n, C, 1, 1)
             if l + 1 < len(h_in):
                 h_in[l + 1][..., j + p] = h[..., 0]
-        logits = model.head(h + model.mirror_at(codes, i, j))[:, :, 0, 0]    # (n, K)
+        logits = model.head(h)[:, :, 0, 0]                                  # (n, K)
         codes[:, i, j] = pick(logits, u[:, i, j], (i, j))
         h_in[0][:, :, 0, j + p + 1] = model.embedding(codes[:, i, j])         # (n, C)
 
@@ -348,8 +263,7 @@ def _restrict(logits: torch.Tensor, support: torch.Tensor | None, groups: torch.
 @torch.no_grad()
 def sample(model: nn.Module, n: int, shape: tuple[int, int] | None = None, *, labels=None,
            temperature: float = 1.0, top_k: int | None = None, seed: int = 0, prompt: torch.Tensor | None = None,
-           keep_rows: int = 0, naive: bool = False, support: torch.Tensor | None = None,
-           mask_steps: int | None = None, mask_noise: float | None = None) -> torch.Tensor:
+           keep_rows: int = 0, naive: bool = False, support: torch.Tensor | None = None) -> torch.Tensor:
     """``n`` code maps (n, h, w) long from ``model``, in raster order (see module docstring).
 
     shape: (h, w); default: the prompt's, else ``model.latent_shape`` (set by ``load_prior``).
@@ -358,52 +272,28 @@ def sample(model: nn.Module, n: int, shape: tuple[int, int] | None = None, *, la
     kept and the rest is sampled. naive: the reference sampler instead of the fast one.
     support: (L, h, w, K) bool (``code_support``): only the codes it allows at (i, j) can be drawn there,
     under the sample's label when L > 1 (L = the prior's labels), for every sample when L = 1; applied before
-    temperature and top-k. A coarse-to-fine prior's coarse map is drawn without it.
-    mask_steps, mask_noise (a masked-code prior only): its parallel steps (default ``config.mask_steps``) and the
-    Gumbel noise on the confidences at the first step (default ``masked.CONFIDENCE_NOISE``; large: nearly a random
-    order of positions, 0: strictly the most confident first).
+    temperature and top-k.
     """
     if temperature <= 0 or (top_k is not None and top_k < 1) or n < 1:
         raise ValueError(f"need n >= 1, temperature > 0 and top_k >= 1; got {n}, {temperature}, {top_k}")
     shape = tuple(shape or (prompt.shape[-2:] if prompt is not None else model.latent_shape))
     if not 0 <= keep_rows <= shape[0]:
         raise ValueError(f"keep_rows must lie in [0, {shape[0]}], got {keep_rows}")
-    if not naive and not isinstance(model, (GatedPixelCNN, CoarseToFinePrior, CodeTransformer, MaskedCodePrior)):
-        raise ValueError(f"the fast sampler needs a GatedPixelCNN, a coarse-to-fine prior or a CodeTransformer, got "
-                         f"{type(model).__name__}: pass naive=True")
+    if not naive and not isinstance(model, GatedPixelCNN):
+        raise ValueError(f"the fast sampler needs a GatedPixelCNN, got {type(model).__name__}: pass naive=True")
     device = next(model.parameters()).device
     codes = _start(n, shape, prompt, keep_rows, device)
     generator = torch.Generator().manual_seed(seed)
-    loop = naive_loop if naive else cache_loop if isinstance(model, CodeTransformer) else fast_loop
+    loop = naive_loop if naive else fast_loop
     labels = _labels(labels, n, device)
     groups = _support_groups(support, labels, n, shape, model, device)                # (n,) or None
     support = None if support is None else support.to(device)
-    pick_any = lambda logits, uu, ij: choose(logits, uu, temperature, top_k)  # noqa: E731
 
     def pick(logits, uu, ij):  # (n, K), (n,), (i, j) -> codes (n,)
         return choose(_restrict(logits, support, groups, *ij), uu, temperature, top_k)
 
-    if (mask_steps is not None or mask_noise is not None) and not isinstance(model, MaskedCodePrior):
-        raise ValueError(f"mask_steps and mask_noise are for a masked-code prior, not a {type(model).__name__}")
-    if isinstance(model, MaskedCodePrior):  # parallel steps, not raster order
-        if naive:
-            raise ValueError("a masked-code prior has one sampler (parallel steps, not raster order): pass naive=False")
-        if (mask_steps is not None and mask_steps < 1) or (mask_noise is not None and mask_noise < 0):
-            raise ValueError(f"need mask_steps >= 1 and mask_noise >= 0, got {mask_steps} and {mask_noise}")
-        with evaluating(model):
-            masked_loop(model, codes, labels, generator, keep_rows, temperature, top_k, support, groups,
-                        steps=mask_steps or model.config.mask_steps,
-                        noise=CONFIDENCE_NOISE if mask_noise is None else mask_noise)
-        return codes
     with evaluating(model):
-        cond = None
-        if isinstance(model, CoarseToFinePrior):  # the coarse map first, all of it, then the codes given it
-            f = model.config.coarse_factor
-            coarse = model.coarse(codes)                                     # kept rows: their own summary
-            u_top = uniforms(n, coarse.shape[1:], generator).to(device)
-            loop(model.top, coarse, labels, u_top, keep_rows // f, pick_any)
-            model, cond = model.bottom, model.condition(coarse)
-        loop(model, codes, labels, uniforms(n, shape, generator).to(device), keep_rows, pick, cond)
+        loop(model, codes, labels, uniforms(n, shape, generator).to(device), keep_rows, pick)
     return codes
 
 
@@ -413,15 +303,10 @@ def next_code_distribution(model: nn.Module, codes: torch.Tensor, position: tupl
                            support: torch.Tensor | None = None) -> torch.Tensor:
     """The distribution the sampler draws the code at ``position`` = (i, j) from, given the code map
     ``codes`` (h, w) (only the codes before (i, j) in raster order matter), ``labels`` (None or an int) and
-    ``support`` (as in ``sample``): (K,) float64 on the CPU. A masked-code prior reads the map with (i, j) and
-    every later position hidden, so it too predicts from the codes before (i, j) only: a raster-order view of
-    it, not what its own sampler (parallel steps, any order) draws from."""
+    ``support`` (as in ``sample``): (K,) float64 on the CPU."""
     device = next(model.parameters()).device
     i, j = position
     labels = _labels(labels, 1, device)
-    if isinstance(model, MaskedCodePrior):
-        h, w = codes.shape
-        codes = model.hide(codes, torch.arange(h * w, device=codes.device).view(h, w) >= i * w + j)
     logits = model(codes.to(device)[None], labels)[:, :, i, j]                       # (1, K)
     groups = _support_groups(support, labels, 1, tuple(codes.shape), model, device)
     support = None if support is None else support.to(device)

@@ -26,9 +26,9 @@ run's budget may grow, and only when asked (``extend=True``, the CLI's ``--exten
 
 Divergence: a non-finite loss or gradient norm, or a loss above ``DIVERGENCE_FACTOR`` times the median loss
 of the first ``DIVERGENCE_WINDOW`` steps, stops training with ``TrainingDiverged`` before the update is
-applied: the weights are untouched and the model's buffers (a VQ-VAE's codebook and EMA statistics, which its
-forward pass updates) are restored to their values before the step; the last checkpoint on disk is left as
-it was.
+applied: the weights are untouched and what the forward pass changed (a VQ-VAE's EMA codebook, its statistics
+and counters, the random states) is restored to its value before the step; the last checkpoint on disk is
+left as it was.
 
 Under ``torchrun`` (see ``distributed.py``) the same loop runs data-parallel: every rank draws its own
 share of each epoch (``DistributedSampler``), gradients are averaged by ``DistributedDataParallel``, the
@@ -47,7 +47,6 @@ import math
 import random
 import warnings
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
@@ -84,6 +83,7 @@ CLOCK_WARN_SHARE = 0.9     # ... and warns when that comes before this share of 
 DIVERGENCE_WINDOW = 20     # the first steps whose median loss is the reference ...
 DIVERGENCE_FACTOR = 1e3    # ... that a later loss may not exceed by this factor
 RESERVED = ("step", "loss", "lr", "seconds")
+LR_MIN_RATIO = 0.05        # the cosine schedule decays the learning rate to this share of cfg.lr
 
 
 class TrainingDiverged(RuntimeError):
@@ -125,7 +125,7 @@ class FitResult:
 def learning_rate(cfg: TrainConfig, step: int, total: int | None = None) -> float:
     """The learning rate of step ``step`` (0-based) of a run of ``total`` steps (default ``cfg.steps``): a linear
     warm-up over ``cfg.warmup_steps``, then a cosine decay over the steps after the warm-up, ending at
-    ``lr_min_ratio * lr``. The warm-up does not depend on ``total``: a time budget's step count may be planned
+    ``LR_MIN_RATIO * lr``. The warm-up does not depend on ``total``: a time budget's step count may be planned
     again at its end (``fit``) and the run stays the run that ``steps=`` its final count gives."""
     total = cfg.steps if total is None else total
     start = cfg.warmup_steps if total > cfg.warmup_steps else 0      # the cosine starts after the warm-up
@@ -133,7 +133,7 @@ def learning_rate(cfg: TrainConfig, step: int, total: int | None = None) -> floa
     warmup = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps > 0 else 1.0
     if cfg.schedule == "constant":
         return cfg.lr * warmup
-    decay = cfg.lr_min_ratio + (1 - cfg.lr_min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    decay = LR_MIN_RATIO + (1 - LR_MIN_RATIO) * 0.5 * (1 + math.cos(math.pi * progress))
     return cfg.lr * warmup * decay
 
 
@@ -276,42 +276,11 @@ class _Run:
 
     def __post_init__(self):
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(self.params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay,
+        self.optimizer = torch.optim.AdamW(self.params, lr=self.cfg.lr, weight_decay=0.0,
                                            amsgrad=self.cfg.amsgrad)
         self.device = next(self.model.parameters()).device
         self.net = self.model  # what the loss function calls: the model, or its DDP / compiled wrapper
         self.dtype = autocast_dtype(self.cfg, self.device)
-        self.ema: dict[str, Tensor] | None = None  # the averaged weights (cfg.weight_ema > 0), from the first step
-
-    def update_ema(self) -> None:
-        """After a step: ema <- decay * ema + (1 - decay) * weights, with decay min(cfg.weight_ema,
-        (1 + t) / (10 + t)) at step t so that the early average follows the weights (TensorFlow's
-        ``num_updates``); integer buffers are copied."""
-        if self.cfg.weight_ema <= 0:
-            return
-        state = self.model.state_dict()
-        if self.ema is None:
-            self.ema = {name: value.detach().clone() for name, value in state.items()}
-            return
-        decay = min(self.cfg.weight_ema, (1 + self.step) / (10 + self.step))
-        for name, value in state.items():
-            if value.is_floating_point():
-                self.ema[name].lerp_(value.detach(), 1 - decay)
-            else:
-                self.ema[name].copy_(value)
-
-    @contextmanager
-    def averaged(self):
-        """The model holds the averaged weights inside the block (and its own afterwards); a no-op without EMA."""
-        if self.ema is None:
-            yield
-            return
-        live = {name: value.detach().clone() for name, value in self.model.state_dict().items()}
-        self.model.load_state_dict(self.ema)
-        try:
-            yield
-        finally:
-            self.model.load_state_dict(live)
 
     def prepare(self) -> None:
         """Memory layout, DistributedDataParallel, torch.compile: after resuming, before the first step."""
@@ -362,7 +331,7 @@ class _Run:
         bad update (on every rank alike), with the model's buffers as they were before the step."""
         if self.cfg.channels_last and batch.ndim == 4:
             batch = batch.contiguous(memory_format=torch.channels_last)
-        buffers = _snapshot_buffers(self.model)
+        before = _snapshot_state(self.model)
         with torch.autocast(self.device.type, dtype=self.dtype or torch.bfloat16, enabled=self.dtype is not None):
             loss, metrics = loss_fn(self.net, batch, labels)
         values = _mean_over_ranks([_scalar(loss), *(_scalar(v) for v in metrics.values())], self.device)
@@ -370,7 +339,7 @@ class _Run:
         if clash := set(metrics) & set(RESERVED):
             raise ValueError(f"loss_fn metrics may not be named {sorted(clash)}: history uses them")
         if (reason := _divergence(value, self.history)) is not None:
-            _restore_buffers(buffers)
+            _restore_state(before)
             raise TrainingDiverged(f"training diverged at step {self.step + 1}: loss {value:.6g} ({reason}); "
                                    f"{self.kept()}")
         self.optimizer.zero_grad(set_to_none=True)
@@ -378,20 +347,18 @@ class _Run:
         max_norm = self.cfg.grad_clip if self.cfg.grad_clip > 0 else math.inf
         grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, max_norm))
         if not math.isfinite(grad_norm):
-            _restore_buffers(buffers)
+            _restore_state(before)
             raise TrainingDiverged(f"training diverged at step {self.step + 1}: loss {value:.6g}, gradient "
                                    f"norm {grad_norm} is not finite; {self.kept()}")
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.step()
-        self.update_ema()
         return value, metrics
 
     def validate(self, validate: Callable[[nn.Module], dict]) -> None:
         """Score the model on rank 0; if that fails, every rank raises the same error (``on_main``)."""
         def score():
-            with self.averaged():
-                scores = {f"val_{name}": float(v) for name, v in validate(self.model).items()}
+            scores = {f"val_{name}": float(v) for name, v in validate(self.model).items()}
             _record(self.history, {"val_step": self.step, **scores})
         distributed.on_main(score)
         self.validated_step = self.step
@@ -403,15 +370,11 @@ class _Run:
         def write():
             if not _all_finite(self.model):
                 raise TrainingDiverged(f"non-finite weights at step {self.step}; {self.kept()}")
-            # with EMA, "model" is the averaged weights (what load_vqvae / load_prior give) and "live_model"
-            # the trained ones, which a resumed run continues from
-            live = self.model.state_dict()
             save_checkpoint({
                 "meta": self.meta, "train_config": self.cfg.to_dict(), "planned_steps": self.planned,
-                "model": live if self.ema is None else self.ema, "optimizer": self.optimizer.state_dict(),
+                "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "step": self.step, "train_seconds": self.seconds, "history": self.history,
                 "sampler": self.sampler.state_dict(), "rng": _rng_state(), "fingerprint": self.fingerprint,
-                **({} if self.ema is None else {"live_model": live}),
             }, self.path)
         distributed.on_main(write)
         self.saved_step = self.step
@@ -429,11 +392,9 @@ class _Run:
                              f"({'; '.join(problems)}); use the same settings to resume it, or delete it / choose "
                              f"another output folder to train anew")
         try:
-            self.model.load_state_dict(ckpt.get("live_model", ckpt["model"]))
+            self.model.load_state_dict(ckpt["model"])
         except RuntimeError as err:
             raise ValueError(f"checkpoint {self.path} does not fit this model: {err}") from err
-        if "live_model" in ckpt:
-            self.ema = dict(ckpt["model"])   # freshly loaded tensors: no copy needed
         self.optimizer.load_state_dict(ckpt["optimizer"])
         _set_rng_state(ckpt["rng"])
         self.step, self.seconds = int(ckpt["step"]), float(ckpt["train_seconds"])
@@ -473,15 +434,20 @@ def _planned_steps(ckpt: dict, path: Path) -> int:
                      "to train again")
 
 
-def _snapshot_buffers(model: nn.Module) -> list[tuple[Tensor, Tensor]]:
-    """(buffer, copy) for every floating-point buffer: a VQ-VAE's codebook and EMA statistics (small)."""
-    return [(b, b.detach().clone()) for b in model.buffers() if b.is_floating_point()]
+def _snapshot_state(model: nn.Module) -> tuple[list[tuple[Tensor, Tensor]], dict]:
+    """What a forward pass may change, to undo a diverged step: every buffer (of any dtype: a VQ-VAE's EMA
+    statistics, code usage and counters), every parameter the optimizer does not move (an EMA codebook,
+    which the forward pass updates) and the random states (a dead-code restart draws from them)."""
+    frozen = [p for p in model.parameters() if not p.requires_grad]
+    return [(t, t.detach().clone()) for t in (*model.buffers(), *frozen)], _rng_state()
 
 
-def _restore_buffers(snapshot: list[tuple[Tensor, Tensor]]) -> None:
+def _restore_state(snapshot: tuple[list[tuple[Tensor, Tensor]], dict]) -> None:
+    tensors, rng = snapshot
     with torch.no_grad():
-        for buffer, saved in snapshot:
-            buffer.copy_(saved)
+        for tensor, saved in tensors:
+            tensor.copy_(saved)
+    _set_rng_state(rng)
 
 
 def _next_batch(sampler: BatchSampler, data: Tensor, labels: Tensor | None, device):
@@ -508,7 +474,7 @@ def plan_steps(run: _Run, loss_fn: LossFn, data: Tensor, labels: Tensor | None, 
     net = distributed.wrap(model)
     net.train()
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=run.cfg.lr * 1e-3, weight_decay=run.cfg.weight_decay)
+    optimizer = torch.optim.AdamW(params, lr=run.cfg.lr * 1e-3, weight_decay=0.0)
     sampler = BatchSampler(len(data), run.cfg.batch_size, run.cfg.seed + 1, distributed.rank(),
                            distributed.world_size())
     timed = 0.0
@@ -553,9 +519,7 @@ def fit(model: nn.Module, data: Tensor, loss_fn: LossFn, cfg: TrainConfig, *, la
     every ``cfg.eval_every`` steps and at the end. ``meta`` (plain values: str, int, float, bool, None, lists,
     dicts) is stored in the checkpoint. A fresh run seeds Python, NumPy and torch with ``cfg.seed`` (seed
     before building the model too, for reproducible initial weights: the pipeline does); a resumed run
-    restores their states. With ``cfg.weight_ema`` > 0 an average of the weights is kept beside them (validated,
-    saved as the checkpoint's "model", returned); the trained weights are saved too and a resumed run continues them.
-    The model ends in eval mode.
+    restores their states. The model ends in eval mode.
     """
     if len(data) == 0:
         raise ValueError("fit needs at least one training example; data is empty")
@@ -605,8 +569,6 @@ def fit(model: nn.Module, data: Tensor, loss_fn: LossFn, cfg: TrainConfig, *, la
     if path is not None and (validated or run.saved_step != run.step):
         run.save()
     distributed.barrier()  # the final checkpoint is on disk before any rank returns
-    if run.ema is not None:
-        model.load_state_dict(run.ema)
     model.eval()
     return FitResult(model=model, history=run.history, step=run.step, train_seconds=run.seconds,
                      stopped=stopped, checkpoint=path, start_step=start_step, planned_steps=run.planned,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import random
 import subprocess
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -57,8 +58,28 @@ def evaluating(model: torch.nn.Module):
         model.train(was_training)
 
 
+def checkout_root() -> Path | None:
+    """The repository folder this package was imported from (it holds ``pyproject.toml`` and
+    ``benchmarks/``): a clone, installed editable or on the path; None for a plain ``pip install``, where the
+    package lies in site-packages."""
+    root = Path(__file__).resolve().parent.parent
+    return root if (root / "pyproject.toml").is_file() and (root / "benchmarks").is_dir() else None
+
+
+def user_home() -> Path:
+    """The per-user folder of a plain install: ``%LOCALAPPDATA%\\vqvae_lib`` on Windows,
+    ``~/Library/Application Support/vqvae_lib`` on macOS, ``$XDG_DATA_HOME/vqvae_lib`` (``~/.local/share``)
+    elsewhere."""
+    if sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
+        return Path(os.environ["LOCALAPPDATA"]) / "vqvae_lib"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / "vqvae_lib"
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "vqvae_lib"
+
+
 def project_root() -> Path:
-    """The repository folder (holding ``pyproject.toml``), or ``$VQVAE_HOME`` when set.
+    """Where data, runs and figures go: ``$VQVAE_HOME`` when set, else the repository folder of a checkout,
+    else (a plain ``pip install``) the per-user folder ``user_home()``: never inside site-packages.
 
     Paths never come from the current working directory: nbval starts each kernel in
     the notebook's own folder.
@@ -66,7 +87,7 @@ def project_root() -> Path:
     env = os.environ.get("VQVAE_HOME")
     if env:
         return Path(env).expanduser().resolve()
-    return Path(__file__).resolve().parent.parent
+    return checkout_root() or user_home()
 
 
 def display_path(path: str | os.PathLike | None) -> str:

@@ -17,6 +17,8 @@ from torch import Tensor
 from .config import RECON_LOSSES, VQVAEConfig
 from .quantizer import QuantizerOutput, VectorQuantizer
 
+IN_CHANNELS = 1  # grayscale slices
+
 
 class VQVAEOutput(NamedTuple):
     reconstruction: torch.Tensor  # (B, C, H, W)
@@ -66,7 +68,7 @@ def strided_channels(cfg: VQVAEConfig) -> list[int]:
     [in, hidden/2, hidden, ..., hidden]. The decoder walks it backwards."""
     n_halvings = cfg.downsample.bit_length() - 1  # log2(downsample)
     half = max(cfg.hidden_channels // 2, 1)
-    return [cfg.in_channels, half] + [cfg.hidden_channels] * (n_halvings - 1)
+    return [IN_CHANNELS, half] + [cfg.hidden_channels] * (n_halvings - 1)
 
 
 class Encoder(nn.Module):
@@ -109,7 +111,7 @@ class Decoder(nn.Module):
 class VQVAE(nn.Module):
     """x -> encode -> z_e -> quantize -> z_q (and indices) -> decode -> x_hat.
 
-    Images are float in [0, 1], shape (B, in_channels, H, W), with H and W divisible by downsample.
+    Images are float in [0, 1], shape (B, 1, H, W), with H and W divisible by downsample.
     """
 
     def __init__(self, cfg: VQVAEConfig):
@@ -148,22 +150,9 @@ class VQVAE(nn.Module):
         """(B, h, w) -> reconstruction (B, C, H, W)"""
         return self.decode(self.quantizer.lookup(indices))
 
-    def corrupt(self, quantized: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
-        """Training only: each position's vector (B, D, h, w), with probability ``code_noise``, replaced by the
-        codebook vector of a random position's code in the batch (so codes come as often as they are used).
-        The decoder learns to make a coherent slice from a code map with a few wrong codes, as a prior's are."""
-        B, _, h, w = quantized.shape
-        replace = torch.rand(B, 1, h, w, device=quantized.device) < self.config.code_noise    # (B, 1, h, w)
-        donors = torch.randint(indices.numel(), (B, h, w), device=indices.device)
-        other = self.quantizer.lookup(indices.flatten()[donors]).to(quantized.dtype)         # (B, D, h, w)
-        return torch.where(replace, other, quantized)
-
     def forward(self, x: torch.Tensor) -> VQVAEOutput:
         vq = self.quantize(self.encode(x))
-        quantized = vq.quantized
-        if self.training and self.config.code_noise > 0:
-            quantized = self.corrupt(quantized, vq.indices)
-        y = self.decoder(quantized)  # (B, C, H, W), in the encoder's input range
+        y = self.decoder(vq.quantized)  # (B, C, H, W), in the encoder's input range
         # the loss where the model works (the baselines: [-0.5, 0.5] or [-1, 1], divided by the data variance)
         recon_loss = reconstruction_loss(y.float(), self.to_model(x).float(), self.config.recon_loss) \
             / self.config.recon_divisor
@@ -180,7 +169,7 @@ class VQVAE(nn.Module):
         return H // ds, W // ds
 
     def _check(self, x: torch.Tensor) -> None:
-        C, ds = self.config.in_channels, self.config.downsample
+        C, ds = IN_CHANNELS, self.config.downsample
         if x.ndim != 4 or x.shape[1] != C or x.shape[2] % ds or x.shape[3] % ds:
             raise ValueError(f"VQVAE expects images of shape (B, {C}, H, W) with H and W divisible by "
                              f"downsample={ds}; got shape {tuple(x.shape)}")
