@@ -3,7 +3,7 @@ on pairs of image sets that each remove one possible cue, for the notebooks' cla
 another run (a folder with vqvae.pt and prior.pt, such as one of benchmarks/sample_quality.py's).
 
     python benchmarks/critic_cues.py            # after notebooks 02 and 04 (or the class benchmark) trained runs/
-    python benchmarks/critic_cues.py --data kaggle --run runs/bench-sq-kaggle-class-10min/prior-class-4min
+    python benchmarks/critic_cues.py --data kaggle --run runs/sample-quality/kaggle-class-10min/prior-class-4min
 
 Pairs: samples vs the real slices' reconstructions (is it the decoder?), reconstructions vs real slices (the
 decoder alone), real slices blurred (Gaussian, sigma 0.5 and 1 pixel) vs other real slices (how sensitive is the
@@ -30,7 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from vqvae_quality import KAGGLE, git_commit, machine  # noqa: E402
+from vqvae_quality import KAGGLE, SCHEMA, git_commit, machine  # noqa: E402
 
 
 def blur(images, sigma: float):
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     where = run.relative_to(ROOT) if run.is_relative_to(ROOT) else run
     name = (f"critic-cues-{args.data}-class" if args.run is None
             else f"critic-cues-{args.data}-{'-'.join(where.parts[-2:]) if vq_path.parent != run else where.name}")
-    record = {"name": name, "data": args.data, "run": str(where), **steps,
+    record = {"schema": SCHEMA, "name": name, "data": args.data, "run": str(where), **steps,
               "sampling": s.to_dict(), "critic": CRITIC, "pairs": results, "measures": measures,
               "commit": git_commit(),
               "machine": machine(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}

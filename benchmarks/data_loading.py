@@ -27,7 +27,7 @@ SPLITS = {"train": 9664, "validate": 1120, "test": 544}
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from vqvae_quality import git_commit, machine  # noqa: E402
+from vqvae_quality import SCHEMA, git_commit, machine  # noqa: E402
 
 
 def write_standin(root: Path, n_total: int, size: int) -> None:
@@ -66,7 +66,7 @@ def main() -> None:
             sets = [load_dataset(root, split, args.image_size, cache_dir=cache) for split in SPLITS]
             timings[label] = time.perf_counter() - start
         n = sum(len(s) for s in sets)
-        record = {"slices": n, "file_size": args.size, "image_size": args.image_size,
+        record = {"schema": SCHEMA, "slices": n, "file_size": args.size, "image_size": args.image_size,
                   "write_seconds": round(written, 1), "decode_seconds": round(timings["cold"], 2),
                   "cached_seconds": round(timings["cached"], 3),
                   "decode_slices_per_second": round(n / timings["cold"]),

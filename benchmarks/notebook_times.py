@@ -27,7 +27,7 @@ import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from vqvae_quality import git_commit, machine  # noqa: E402
+from vqvae_quality import SCHEMA, git_commit, machine  # noqa: E402
 
 LIMIT_SECONDS, LIMIT_MB = 300, 4096  # the class profile's promise: 5 minutes and 4 GB per notebook
 
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         row["within_limits"] = row["seconds"] <= LIMIT_SECONDS and row["peak_rss_mb"] <= LIMIT_MB
         rows.append(row)
         print(json.dumps(row), flush=True)
-    record = {"name": f"notebook-times-{args.profile}", "profile": args.profile, "from_scratch": True,
+    record = {"schema": SCHEMA, "name": f"notebook-times-{args.profile}", "profile": args.profile, "from_scratch": True,
               "limits": {"seconds": LIMIT_SECONDS, "peak_rss_mb": LIMIT_MB}, "notebooks": rows,
               "total_seconds": round(sum(r["seconds"] for r in rows), 1),
               "machine": machine(), "commit": git_commit(),

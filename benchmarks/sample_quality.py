@@ -3,18 +3,19 @@
     python benchmarks/sample_quality.py --data default --variant class              # the class profile: 3 + 4 min
     python benchmarks/sample_quality.py --data kaggle --variant class
     python benchmarks/sample_quality.py --data default --variant no-position        # the prior without position
-    python benchmarks/sample_quality.py --data default --variant class --prior-minutes 10
-    python benchmarks/sample_quality.py --data default --variant class --top-k 32 --support depth  # the class sampling
+    python benchmarks/sample_quality.py --data default --variant position --prior-minutes 20
+    python benchmarks/sample_quality.py --data default --variant class --top-k 32   # another sampling setting
 
-Trains (or reloads, when the same settings already ran) the variant's VQ-VAE in runs/bench-sq-<data>-<vqvae>/
+Every variant is the class profile (``get_profile("class")``) with the changes ``VARIANTS`` names, sampled with the
+profile's settings (``profile.sampling``) unless ``--temperature`` / ``--top-k`` / ``--support`` say otherwise.
+Trains (or reloads, when the same settings already ran) the variant's VQ-VAE in runs/sample-quality/<data>-<vqvae>/
 and its prior in a sub-folder (the class variant at the class budget uses the notebooks' own runs in
-runs/class-<data>/), with the settings changed as the variant says (from BASE_VQVAE and the class profile); draws
-``-n`` samples (labels in the training slices' proportions, or each in turn with ``--labels each``; seed 0), decodes
-them and scores them with ``sample_quality.measure`` against the test split (held out: never trained or
-validated on), beside the same measures for real test slices (``real_ceiling``) and for their reconstructions (the
-same slices through the VQ-VAE: the ceiling of a perfect prior under this decoder, "decoder" in the record). Writes
-benchmarks/results/sample-quality-<data>-<variant>[-<budget>].json and a grid of the first 32 samples to
-build/bench/<same name>.png (look at it).
+runs/class-<data>/); draws ``-n`` samples (labels in the training slices' proportions, or each in turn with
+``--labels each``; seed 0), decodes them and scores them with ``sample_quality.measure`` against the test split (held
+out: never trained or validated on), beside the same measures for real test slices (``real_ceiling``) and for their
+reconstructions (the same slices through the VQ-VAE: the ceiling of a perfect prior under this decoder, "decoder" in
+the record). Writes benchmarks/results/sample-quality-<data>-<variant>[-<budget>]-<sampling>.json and a grid of the
+first 32 samples to build/bench/<same name>.png (look at it).
 ``--data kaggle`` is ../shared/data/oasis-kaggle/train (real OASIS-derived slices; seeded 80/10/10 split by
 file, so neighbouring slices of one subject sit on both sides: the real ceiling is inflated there);
 ``default`` is the built-in MNI152 set (split by subject).
@@ -29,52 +30,32 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
+from vqvae_lib.config import get_profile
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from vqvae_quality import KAGGLE, git_commit, machine  # noqa: E402
+from vqvae_quality import KAGGLE, SCHEMA, git_commit, machine  # noqa: E402
 
-# name -> (changes to the base VQVAEConfig, to the class profile's PixelCNNConfig, to its prior_train, to its
-# vqvae_train). The base VQ-VAE is the class profile's trained on the paper's squared error, as the profile was until
-# 2026-12-06 (every record before then), so that each variant's command still gives its record; variant "class" is
-# the profile as it is (since 2026-12-06 its VQ-VAE trains on "l1+grad", the variant "l1grad")
-BASE_VQVAE = {"recon_loss": "mse"}
+PROFILE = get_profile("class")   # every variant starts from it; its sampling settings are the defaults
+
+# name -> (changes to the class profile's VQVAEConfig, to its PixelCNNConfig, to its prior_train, to its vqvae_train)
 VARIANTS = {
     "class": ({}, {}, {}, {}),               # the class profile; at the class budget: the notebooks' own runs
-    "position": ({}, {}, {}, {}),            # the same settings in runs/bench-sq-...: compare with the variants there
+    "position": ({}, {}, {}, {}),            # the same settings in runs/sample-quality/: a second training of them
     "no-position": ({}, {"position": False}, {}, {}),
-    "mirror": ({}, {"mirror": True}, {}, {}),           # the right half of each row also reads its mirror position
     "k128": ({"codebook_size": 128}, {}, {}, {}),
     "ds8": ({"downsample": 8}, {}, {}, {}),
     "prior-c64": ({}, {"channels": 64}, {}, {}),
-    "prior-c48": ({}, {"channels": 48}, {}, {}),     # a wider prior for longer budgets (the class one, C = 32, gained
-                                                     # 0.02 bits from 20 to 40 minutes: RESULTS.md)
+    "prior-c48": ({}, {"channels": 48}, {}, {}),     # a wider prior for longer budgets
     "prior-bf16": ({}, {}, {"precision": "bf16"}, {}),
     "bf16": ({}, {}, {"precision": "bf16"}, {"precision": "bf16"}),   # VQ-VAE and prior in bf16 autocast
-    "coarse": ({}, {"coarse_codes": 64}, {}, {}),     # coarse-to-fine prior: a 16 x 16 map of 64 coarse codes first
     "prior-b4": ({}, {}, {"batch_size": 4}, {}),      # the prior with batch 4: twice the steps in the same time
-    "prior-init": ({}, {"init_from_codes": True}, {}, {}),  # the prior starts from the codebook and code histogram
-    "prior-ema": ({}, {}, {"weight_ema": 0.99}, {}),   # the prior's weights averaged (Polyak, decay 0.99)
     "prior-k3": ({}, {"kernel_size": 3}, {}, {}),     # 3 x 3 gated layers: half the compute, twice the steps
     "prior-k3-l20": ({}, {"kernel_size": 3, "n_layers": 20}, {}, {}),  # ... and twice the layers: same reach as k5
-    "code-noise": ({"code_noise": 0.1}, {}, {}, {}),  # the decoder trained on maps with 10 % wrong codes
-    "l1grad": ({"recon_loss": "l1+grad"}, {}, {}, {}),  # the VQ-VAE trained on L1 of pixels and of pixel differences
-    "depth9": ({}, {"depth_buckets": 9}, {}, {}),     # 9 depth bands of 4 slices instead of 4 of 9 (finer labels)
-    "depth4": ({}, {"depth_buckets": 4}, {}, {}),     # 4 depth bands of 9 slices: the profile before 2026-12-04
-    "depth12": ({}, {"depth_buckets": 12}, {}, {}),   # 12 bands of 3 slices (240 maps per band): the profile's
-                                                      # setting since 2026-12-04
+    "depth4": ({}, {"depth_buckets": 4}, {}, {}),     # 4 depth bands of 9 slices (the profile: 12 of 3)
+    "depth9": ({}, {"depth_buckets": 9}, {}, {}),     # 9 depth bands of 4 slices
     "depth18": ({}, {"depth_buckets": 18}, {}, {}),   # 18 bands of 2 slices (160 maps per band)
-    # a causal transformer prior (vqvae_lib.transformer) with the PixelCNN's training settings: width 64, 4 blocks,
-    # 2 heads (on this CPU ~0.33 s per step of 8 maps against the PixelCNN's ~0.23 s; 4 heads cost 0.41 s)
-    "transformer": ({}, {"architecture": "transformer", "channels": 64, "n_layers": 4, "heads": 2}, {}, {}),
-    # a masked-code prior (vqvae_lib.masked, MaskGIT-style): a U-Net of width 64, 2 residual blocks per level, sees
-    # the whole map both ways, drawn in 12 parallel steps (~0.23 s per training step of 8 maps, as the PixelCNN)
-    "masked": ({}, {"architecture": "masked", "channels": 64, "n_layers": 2}, {}, {}),
-    "masked-c32": ({}, {"architecture": "masked", "channels": 32, "n_layers": 2}, {}, {}),  # half the width: ~0.1 s
-    "masked-c32-l1": ({}, {"architecture": "masked", "channels": 32, "n_layers": 1}, {}, {}),  # 1 block per level
 }
-# the masked prior of "masked-c32" over the codes of variant "l1grad"'s VQ-VAE (the class profile's loss): for longer
-# budgets, where the masked prior won on the squared-error VQ-VAE
-VARIANTS["masked-c32-l1grad"] = (VARIANTS["l1grad"][0], *VARIANTS["masked-c32"][1:])
 
 
 def tag(changes: dict) -> str:
@@ -82,46 +63,48 @@ def tag(changes: dict) -> str:
 
 
 def vqvae_changes(config, base) -> dict:
-    """The fields in which a VQVAEConfig differs from the base one: what names its run folder (the class profile's
-    l1+grad VQ-VAE shares runs/bench-sq-<data>-recon_lossl1+grad-... with the variant l1grad)."""
+    """The fields in which a VQVAEConfig differs from the class profile's: what names its run folder."""
     base = base.to_dict()
     return {k: v for k, v in config.to_dict().items() if base[k] != v}
+
+
+def sampling_name(temperature: float, top_k: int | None, support: str, radius: int = 0) -> str:
+    """The part of a record's name that says how it was sampled: "t0.7-depth", "t0.7-k32-depth", "t1-none-r1"."""
+    return f"t{temperature:g}" + (f"-k{top_k}" if top_k else "") + f"-{support}" + (f"-r{radius}" if radius else "")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", choices=("default", "kaggle"), default="default")
     parser.add_argument("--variant", choices=sorted(VARIANTS), default="class")
-    parser.add_argument("--vqvae-minutes", type=float, default=3.0)
-    parser.add_argument("--prior-minutes", type=float, default=4.0)
+    parser.add_argument("--vqvae-minutes", type=float, default=PROFILE.vqvae_train.minutes)
+    parser.add_argument("--prior-minutes", type=float, default=PROFILE.prior_train.minutes)
     parser.add_argument("-n", type=int, default=256, help="samples to draw and score")
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--top-k", type=int)
-    parser.add_argument("--support", choices=("none", "position", "label", "depth"),
+    parser.add_argument("--temperature", type=float, default=PROFILE.sampling.temperature)
+    parser.add_argument("--top-k", type=int, default=PROFILE.sampling.top_k, help="default: the profile's (none); "
+                        "0: none")
+    parser.add_argument("--support", choices=("none", "position", "label", "depth"), default=PROFILE.sampling.support,
                         help="draw only the codes the training maps have at each position (of the sample's label); "
-                             "default: any code, as 'none' (which names its record '-none')")
-    parser.add_argument("--support-radius", type=int, default=0, help="... or within this many positions")
+                             "'none': any code")
+    parser.add_argument("--support-radius", type=int, default=PROFILE.sampling.support_radius,
+                        help="... or within this many positions")
     parser.add_argument("--labels", choices=("training", "each"), default="training",
                         help="a conditional prior's sample labels: in the training slices' proportions (default, as "
-                             "the CLI's sample), or each label in turn ('each', the records before 2026-12-04)")
+                             "the CLI's sample), or each label in turn ('each')")
     parser.add_argument("--seed", type=int, default=0,
                         help="sampling seed, and the seed of the measures (pairs, critic folds); another seed is a "
                              "second draw of the same settings: the run-to-run spread")
-    parser.add_argument("--mask-steps", type=int, help="a masked-code prior's parallel sampling steps (default: its "
-                        "config's, 12)")
-    parser.add_argument("--mask-noise", type=float, help="... and the Gumbel noise on its confidences (default 4.5; "
-                        "large: nearly a random order)")
     parser.add_argument("--tag", help="appended to the record's name and to the prior's run folder: a second training "
                                       "of the same prior settings (on the same VQ-VAE) without overwriting the first "
-                                      "record or reloading its prior (before 2026-12-05 the folder had no tag)")
+                                      "record or reloading its prior")
     parser.add_argument("--threads", type=int)
     args = parser.parse_args(argv)
+    top_k = args.top_k or None
 
     import torch
 
     from vqvae_lib import pipeline, plotting
     from vqvae_lib.codemaps import load_code_maps
-    from vqvae_lib.config import get_profile
     from vqvae_lib.data import load_dataset
     from vqvae_lib.prior import evaluate_prior
     from vqvae_lib.sample_quality import CRITIC, measure, real_ceiling
@@ -132,15 +115,13 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     source = str(KAGGLE) if args.data == "kaggle" else "default"
     vq_changes, prior_changes, train_changes, vq_train_changes = VARIANTS[args.variant]
-    profile = get_profile("class")
-    device = get_device()
-    base = replace(profile.vqvae, **BASE_VQVAE)
-    vq_cfg = profile.vqvae if args.variant == "class" else replace(base, **vq_changes)
+    profile, device = PROFILE, get_device()
+    vq_cfg = replace(profile.vqvae, **vq_changes)
     vq_train = replace(profile.vqvae_train, minutes=args.vqvae_minutes, **vq_train_changes)
     prior_cfg = replace(profile.prior, **prior_changes)
     prior_train = replace(profile.prior_train, minutes=args.prior_minutes, **train_changes)
-    vq_tag = tag({**vqvae_changes(vq_cfg, base), **vq_train_changes})
-    vq_dir = ROOT / "runs" / f"bench-sq-{args.data}-{vq_tag}-{args.vqvae_minutes:g}min"
+    vq_tag = tag({**vqvae_changes(vq_cfg, profile.vqvae), **vq_train_changes})
+    vq_dir = ROOT / "runs" / "sample-quality" / f"{args.data}-{vq_tag}-{args.vqvae_minutes:g}min"
     prior_dir = vq_dir / (f"prior-{tag({**prior_changes, **train_changes})}-{args.prior_minutes:g}min"
                           + (f"-{args.tag}" if args.tag else ""))
     if (args.variant, vq_train, prior_train) == ("class", profile.vqvae_train, profile.prior_train):
@@ -161,15 +142,13 @@ def main(argv: list[str] | None = None) -> int:
     n_labels = prior.config.n_labels
     labels = (torch.arange(args.n) % n_labels if n_labels and args.labels == "each"
               else default_labels(prior, args.n))                         # (n,) or None
-    support = support_for(prior, args.support or "none", args.support_radius)
-    masked = {"mask_steps": args.mask_steps, "mask_noise": args.mask_noise}   # None: the sampler's defaults
-    masked = {k: v for k, v in masked.items() if v is not None}
+    support = support_for(prior, args.support, args.support_radius)
     t0 = time.perf_counter()
     sample(prior, 16, labels=None if labels is None else labels[:16], seed=1, temperature=args.temperature,
-           top_k=args.top_k, support=support, **masked)
+           top_k=top_k, support=support)
     seconds_16 = time.perf_counter() - t0
-    codes = sample(prior, args.n, labels=labels, seed=args.seed, temperature=args.temperature, top_k=args.top_k,
-                   support=support, **masked)
+    codes = sample(prior, args.n, labels=labels, seed=args.seed, temperature=args.temperature, top_k=top_k,
+                   support=support)
     samples = decode(vqvae, codes)                                               # (n, 1, S, S) in [0, 1]
 
     train = load_dataset(source, "train", profile.image_size)
@@ -186,16 +165,11 @@ def main(argv: list[str] | None = None) -> int:
     scoring_seconds = time.perf_counter() - scored
 
     name = f"sample-quality-{args.data}-{args.variant}"
-    if (args.vqvae_minutes, args.prior_minutes) != (3.0, 4.0):
+    if (args.vqvae_minutes, args.prior_minutes) != (profile.vqvae_train.minutes, profile.prior_train.minutes):
         name += f"-{args.vqvae_minutes:g}+{args.prior_minutes:g}min"
-    if args.temperature != 1.0 or args.top_k:
-        name += f"-t{args.temperature:g}" + (f"-k{args.top_k}" if args.top_k else "")
-    if args.support is not None:
-        name += f"-{args.support}" + (f"-r{args.support_radius}" if args.support_radius else "")
+    name += "-" + sampling_name(args.temperature, top_k, args.support, args.support_radius)
     if args.labels == "each" and n_labels:
         name += "-each"
-    if masked:
-        name += "".join(f"-{k.split('_')[1]}{v:g}" for k, v in masked.items())
     if args.seed:
         name += f"-seed{args.seed}"
     if args.tag:
@@ -205,8 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     grid_path = ROOT / "build" / "bench" / f"{name}.png"
     grid_path.parent.mkdir(parents=True, exist_ok=True)
     grid.savefig(grid_path, dpi=80, facecolor="white")
+    run = prior_dir.relative_to(ROOT) if prior_dir.is_relative_to(ROOT) else prior_dir
     record = {
-        "name": name, "data": args.data, "variant": args.variant, "tag": args.tag, "source": source,
+        "schema": SCHEMA, "name": name, "data": args.data, "variant": args.variant, "tag": args.tag,
+        "source": source, "run": str(run),   # the prior's folder (its VQ-VAE: vqvae.pt there or in its parent)
         "split_kind": test.split_kind, "scored_on": f"test split ({len(test)} slices)",
         "vqvae": {"config": vq_cfg.to_dict(), "minutes": args.vqvae_minutes, "steps": vq.step,
                   "precision": vq_train.precision,
@@ -218,13 +194,13 @@ def main(argv: list[str] | None = None) -> int:
                   "train_bits_per_code": sum(prior_fit.history["bits_per_code"][-100:])
                   / len(prior_fit.history["bits_per_code"][-100:]),
                   "val_bits_per_code": prior_fit.history.get("val_bits_per_code", [None])[-1]},
-        "sampling": {"n": args.n, "temperature": args.temperature, "top_k": args.top_k, "seed": args.seed,
-                     "support": args.support or "none", "support_radius": args.support_radius,
+        "sampling": {"n": args.n, "temperature": args.temperature, "top_k": top_k, "seed": args.seed,
+                     "support": args.support, "support_radius": args.support_radius,
                      "labels": (args.labels if n_labels else None),
                      "label_counts": (torch.bincount(labels, minlength=n_labels).tolist() if n_labels else None),
-                     "seconds_for_16": round(seconds_16, 2), **masked},
+                     "seconds_for_16": round(seconds_16, 2)},
         "samples": report.summary(), "real": ceiling.summary(), "critic": CRITIC,
-        "decoder": decoder.summary(),      # the real slices' reconstructions scored like samples (since 2026-12-04)
+        "decoder": decoder.summary(),      # the real slices' reconstructions scored like samples
         "scoring_seconds": round(scoring_seconds, 1),
         "wall_seconds": round(time.perf_counter() - started, 1), "grid": str(grid_path.relative_to(ROOT)),
         "commit": git_commit(), "machine": machine(), "device": str(device),

@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from vqvae_quality import KAGGLE, ROOT, git_commit, machine
+from vqvae_quality import KAGGLE, ROOT, SCHEMA, git_commit, machine
 
 
 def steady_rate(history: dict, batch: int, processes: int) -> float:
@@ -100,7 +100,7 @@ def main() -> None:
             records.append({"model": "vqvae" if kind == "train-vqvae" else "prior", "variant": name, **record})
             print(f"{kind:12s} {name:22s} {record['rate']:8.1f} /s  {record['rates']}", flush=True)
     out = ROOT / "benchmarks" / "results" / f"throughput-{args.device}.json"
-    out.write_text(json.dumps({"data": args.data, "device": args.device, "machine": machine(),
+    out.write_text(json.dumps({"schema": SCHEMA, "data": args.data, "device": args.device, "machine": machine(),
                                "commit": git_commit(), "date": time.strftime("%Y-%m-%d %H:%M"),
                                "steps": args.steps, "repeats": args.repeats, "records": records}, indent=1))
     print(f"wrote {out}")

@@ -28,6 +28,7 @@ from vqvae_lib.train import load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 KAGGLE = ROOT.parent / "shared" / "data" / "oasis-kaggle" / "train"
+SCHEMA = 1   # the layout of every record in benchmarks/results/; benchmarks/report.py refuses a record without it
 
 
 def machine() -> dict:
@@ -114,7 +115,7 @@ def main() -> None:
     run_dir = ROOT / "runs" / f"bench-{name}"
     shutil.rmtree(run_dir, ignore_errors=True)  # a benchmark trains from scratch
 
-    record = {"name": name, "data": args.data, "model": args.model, "profile": args.profile,
+    record = {"schema": SCHEMA, "name": name, "data": args.data, "model": args.model, "profile": args.profile,
               "precision": args.precision or "auto", "channels_last": args.channels_last,
               "image_size": args.image_size, "machine": machine(), "loading": data_loading(source, args.image_size)}
     train_args = ["train-vqvae", "--data", source, "--image-size", str(args.image_size), "--profile", args.profile,
