@@ -39,12 +39,14 @@ def worktree(commit: str) -> Path:
 def run(code: Path, data: str, seed: int, steps: int, out: Path) -> dict:
     """Train (or load) and evaluate one VQ-VAE with the library at ``code``: the evaluation and the restarts."""
     source = str(KAGGLE) if data == "kaggle" else data
-    env = {**os.environ, "PYTHONPATH": str(code)}
+    # python -m finds vqvae_lib in its working folder first: run each version from its own checkout; both read and
+    # write data in this checkout's (or $VQVAE_HOME's) folders
+    env = {**os.environ, "PYTHONPATH": str(code), "VQVAE_HOME": os.environ.get("VQVAE_HOME", str(ROOT))}
     cli = [sys.executable, "-m", "vqvae_lib"]
     subprocess.run([*cli, "train-vqvae", "--profile", "class", "--data", source, "--steps", str(steps), "--seed",
-                    str(seed), "--out", str(out), "--no-progress"], env=env, check=True, capture_output=True)
+                    str(seed), "--out", str(out), "--no-progress"], env=env, cwd=code, check=True, capture_output=True)
     done = subprocess.run([*cli, "evaluate", "--checkpoint", str(out / "vqvae.pt"), "--data", source, "--json"],
-                          env=env, check=True, capture_output=True, text=True)
+                          env=env, cwd=code, check=True, capture_output=True, text=True)
     state = torch.load(out / "vqvae.pt", map_location="cpu", weights_only=True)
     scores = json.loads(done.stdout)
     return {"ssim_mean": scores["ssim_mean"], "ssim_brain_mean": scores["ssim_brain_mean"],

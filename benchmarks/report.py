@@ -1,11 +1,5 @@
-"""Tables and figures from the current records, benchmarks/results/*.json, into README.md and benchmarks/RESULTS.md.
-
-    python benchmarks/report.py
-
-Both documents are written by hand around generated blocks (``<!-- NAME:start -->`` ... ``<!-- NAME:end -->``):
-each block gets the table ``BLOCKS[NAME]`` makes from the records (benchmarks/results/, not results/archive/);
-figures/bench_ssim_vs_time.png and bench_throughput.png are drawn. No prose: the reading of the numbers is the
-documents' own. A record without a schema version (``"schema"``) is refused."""
+"""``python benchmarks/report.py``: the tables ``BLOCKS`` makes from the current records (benchmarks/results/*.json,
+schema required) into the generated blocks of README.md and RESULTS.md, and two figures; no prose."""
 from __future__ import annotations
 
 import json
@@ -40,22 +34,21 @@ def load_records(folder: Path = RESULTS) -> dict[str, dict]:
     return records
 
 
-def kind(records: dict[str, dict], prefix: str) -> dict[str, dict]:
+def kind(records: dict[str, dict], prefix: str) -> dict[str, dict]:  # the records whose name starts with prefix
     return {name: r for name, r in records.items() if name.startswith(prefix)}
 
 
 def quality(records: dict[str, dict]) -> dict[str, dict]:
     """The reconstruction records (benchmarks/vqvae_quality.py): kaggle first, ours before the baselines."""
-    order = {"ours": 0, "reference": 1, "misha": 2}
     chosen = {n: r for n, r in records.items() if "eval" in r}
-    return dict(sorted(chosen.items(), key=lambda item: (item[1]["data"] != "kaggle", order[item[1]["model"]],
-                                                         -item[1]["train"]["train_seconds"])))
+    return dict(sorted(chosen.items(), key=lambda item: (item[1]["data"] != "kaggle", ("ours", "reference", "misha")
+                                                         .index(item[1]["model"]), -item[1]["train"]["train_seconds"])))
 
 
 def samples(records: dict[str, dict]) -> dict[str, dict]:
     """The sample-quality records (benchmarks/sample_quality.py) by data set, minutes, name."""
-    chosen = kind(records, "sample-quality-").items()
-    return dict(sorted(chosen, key=lambda i: (i[1]["data"], i[1]["vqvae"]["minutes"] + i[1]["prior"]["minutes"], i[0])))
+    return dict(sorted(kind(records, "sample-quality-").items(),
+                       key=lambda i: (i[1]["data"], i[1]["vqvae"]["minutes"] + i[1]["prior"]["minutes"], i[0])))
 
 
 def cpu(m: dict) -> str:   # "AMD EPYC", "Intel Xeon"
@@ -63,8 +56,8 @@ def cpu(m: dict) -> str:   # "AMD EPYC", "Intel Xeon"
 
 
 def describe(m: dict) -> str:
-    gpu = f", GPU {m['gpu']}" if m.get("gpu") else ", no GPU"
-    return f"{cpu(m)}, {m['cores']} cores{gpu}; torch {m['torch']}, Python {m['python']}"
+    return f"{cpu(m)}, {m['cores']} cores, {'GPU ' + m['gpu'] if m.get('gpu') else 'no GPU'}; torch {m['torch']}, " \
+           f"Python {m['python']}"
 
 
 def measured(r: dict) -> str:
@@ -97,7 +90,7 @@ def command(name: str, r: dict) -> str:
             "sampler": "python benchmarks/sampler_speed.py" + (f" --prior {r['prior']}" if r.get("prior") else "")
                        + (f" --naive-rows {r['naive_rows_timed']}" if "naive_seconds" in r else " --skip-naive"),
             "notebook": f"python benchmarks/notebook_times.py --profile {r.get('profile')}",
-            "data": "python benchmarks/data_loading.py"}[name.split("-")[0]]
+            "data": "python benchmarks/data_loading.py", "dead": r.get("command")}[name.split("-")[0]]
 
 
 def table(head: list[str], rows: list[list]) -> list[str]:
@@ -206,9 +199,8 @@ SHARES = ("nn_ssim_share_above_0.6", "depth_agreement", "memorised_share")
 
 
 def value(summary: dict, key: str) -> str:
-    v = summary.get(key)
-    return "-" if v is None else f"{v:.0%}" if key in SHARES else f"{v:.0f}" if key == "border_tissue_samples" \
-        else f"{v:.3f}"
+    v, fmt = summary.get(key), "{:.0%}" if key in SHARES else "{:.0f}" if key == "border_tissue_samples" else "{:.3f}"
+    return "-" if v is None else fmt.format(v)
 
 
 def at_profile_settings(r: dict) -> bool:
@@ -320,9 +312,7 @@ def throughput_figure(records: dict[str, dict]) -> Path:
     for ax, model in zip(axes, ("vqvae", "prior")):
         bars = [(f"{run['device']}: {t['variant']}", t["rate"]) for run in runs for t in run["records"]
                 if t["model"] == model][::-1]
-        ax.barh([b for b, _ in bars], [rate for _, rate in bars], color="tab:blue")
-        for y, (_, rate) in enumerate(bars):
-            ax.text(rate, y, f" {rate:.0f}", va="center", fontsize=8)
+        ax.bar_label(ax.barh(*zip(*bars), color="tab:blue"), fmt=" %.0f", fontsize=8)
         ax.set(title=f"{'VQ-VAE' if model == 'vqvae' else 'PixelCNN prior'} training, class profile",
                xlabel="images/s" if model == "vqvae" else "code maps/s")
         ax.set_xlim(0, max(rate for _, rate in bars) * 1.15)
@@ -357,6 +347,15 @@ def loading_rows(records: dict[str, dict]) -> list[str]:
     return table(["data", "slices", "decode from files", "reopen from the cache", "command"], rows)
 
 
+def dead_code_rows(records: dict[str, dict]) -> list[str]:
+    """The dead-code restart rule against an earlier commit's (benchmarks/dead_codes.py), per data set and seed."""
+    return [line for r in kind(records, "dead-codes").values() for line in table(
+        ["data", "seed", "code", "test SSIM", "brain SSIM", "codes used", "restarts", "steps"],
+        [[DATA[x["data"]], x["seed"], r[x["code"] if x["code"] == "before" else "after"], f"{x['ssim_mean']:.4f}",
+          f"{x['ssim_brain_mean']:.4f}", x["active_codes"], x["restarts"], x["steps"]] for x in r["runs"]])
+        + ["", f"`{r['command']}` on {describe(r['machine'])}."]]
+
+
 def notebook_rows(records: dict[str, dict]) -> list[str]:
     out = []
     for name, r in kind(records, "notebook-times-").items():
@@ -372,7 +371,7 @@ BLOCKS = {"headline": headline_rows, "notebook-times": notebook_rows, "generatio
           "sample-quality": lambda records: sample_rows(records, full=False),
           "sample-quality-records": sample_rows, "reconstruction": reconstruction_rows, "critic-cues": cue_rows,
           "critic-measures": measure_rows, "throughput": throughput_rows, "sampler-speed": sampler_rows,
-          "data-loading": loading_rows}
+          "data-loading": loading_rows, "dead-codes": dead_code_rows}
 
 
 def document_text(path: Path, records: dict[str, dict] | None = None) -> str:

@@ -254,3 +254,29 @@ def test_sample_quality_names_a_folder_without_samples(tmp_path, capsys, monkeyp
     assert main(["sample-quality", "--samples", str(mixed), "--data", str(source)]) == 2
     error = capsys.readouterr().err
     assert str(mixed) in error and "one size" in error
+
+
+def test_the_cli_loads_what_a_command_needs_and_no_more():
+    """``import vqvae_lib.cli`` (every command's start) leaves out the training pipeline, the data layer,
+    torchmetrics, torchvision and matplotlib: ``sample`` pays only for what it uses."""
+    import subprocess
+    import sys
+
+    heavy = ["vqvae_lib.pipeline", "vqvae_lib.data", "torchmetrics", "torchvision", "matplotlib", "ipywidgets"]
+    script = f"import sys, vqvae_lib.cli; print([m for m in {heavy!r} if m in sys.modules])"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("n", [2, 5, 16])
+def test_the_sample_grid_is_the_png_torchvision_writes(tmp_path, n):
+    """``cli.save_grid`` writes the grid without importing torchvision (a second of start-up): the same file."""
+    from torchvision.utils import save_image
+
+    from vqvae_lib.cli import save_grid
+
+    images = torch.rand(n, 1, 12, 12, generator=torch.Generator().manual_seed(n))
+    nrow = max(1, round(n ** 0.5))
+    save_grid(images, tmp_path / "ours.png", nrow=nrow)
+    save_image(images, tmp_path / "torchvision.png", nrow=nrow, padding=2)
+    assert (tmp_path / "ours.png").read_bytes() == (tmp_path / "torchvision.png").read_bytes()

@@ -345,7 +345,7 @@ def test_dataloader_batch(tmp_path, cache_dir):
     assert batch["image"].shape == (4, 1, 16, 16) and batch["mask"].shape == (4, 16, 16)
 
 
-def test_spread_subset_draws_every_group_in_its_share():
+def test_spread_subset_draws_every_group_in_proportion():
     subjects = [f"s{i}" for i in range(10) for _ in range(36)]          # the built-in validate split's layout
     chosen = data.spread_subset(360, 256, subjects)
     per_subject = Counter(subjects[i] for i in chosen.tolist())
@@ -353,8 +353,9 @@ def test_spread_subset_draws_every_group_in_its_share():
     assert set(per_subject) == set(subjects) and set(per_subject.values()) <= {25, 26}
     assert torch.equal(chosen, data.spread_subset(360, 256, subjects))                 # seeded: the same every time
     assert not torch.equal(chosen, data.spread_subset(360, 256, subjects, seed=1))
-    skewed = ["a"] * 90 + ["b"] * 10                                                   # a small class is not drowned
-    assert Counter(skewed[i] for i in data.spread_subset(100, 20, skewed).tolist()) == {"a": 10, "b": 10}
+    skewed = ["a"] * 90 + ["b"] * 10                                           # classes in the split's proportions
+    assert Counter(skewed[i] for i in data.spread_subset(100, 20, skewed).tolist()) == {"a": 18, "b": 2}
+    assert Counter(skewed[i] for i in data.spread_subset(100, 27, skewed).tolist()) == {"a": 24, "b": 3}
     assert torch.equal(data.spread_subset(5, None), torch.arange(5)) and len(data.spread_subset(50, 7)) == 7
 
 

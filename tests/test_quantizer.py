@@ -185,19 +185,19 @@ def far_codebook(ema):
 
 def unused_batches_until_restart() -> int:
     """Batches a code must go unused before it is restarted: its usage falls from a fair share 1 / K by
-    ``USAGE_DECAY`` per batch until it is below ``dead_share`` of that (0.9^27 < 1/16 <= 0.9^26)."""
+    ``USAGE_DECAY`` per batch until it is below ``dead_share`` of that (0.7^8 < 1/16 <= 0.7^7)."""
     return math.ceil(math.log(1 / 16) / math.log(USAGE_DECAY) + 1e-9)
 
 
 @pytest.mark.parametrize("ema", [False, True])
 @pytest.mark.parametrize("batch", [16, 64])
 def test_dead_code_restart_revives_unused_codes(ema, batch):
-    """A code missing from a batch is not restarted at once; one unused for 27 batches is, whatever the
+    """A code missing from a batch is not restarted at once; one unused for 8 batches is, whatever the
     batch size (the rule counts shares of the vectors, not vectors)."""
     q, z_flat = far_codebook(ema)
     torch.manual_seed(0)
     wait = unused_batches_until_restart()
-    assert wait == 27
+    assert wait == 8
     for step in range(1, wait + 1):
         out = q(as_map(z_flat[:batch], batch // 8, 8))
         assert out.active_codes == 1
@@ -209,6 +209,23 @@ def test_dead_code_restart_revives_unused_codes(ema, batch):
     assert q(as_map(z_flat, 8, 8)).active_codes > 4
     if ema:
         assert torch.allclose(q.ema_embed_sum[1:] / q.ema_cluster_size[1:, None], q.codebook[1:])
+
+
+@pytest.mark.parametrize("batch", [32, 128])
+def test_a_rarely_used_code_lives_or_dies_by_its_share_not_by_the_batch_size(batch):
+    """Code 1 gets 1 vector in 64 (half of them at batch 32: one vector every second batch; two a batch at 128):
+    1/8 of a fair share 1/8, above the 1/16 that makes a code dead, so it is never restarted at either size."""
+    q, _ = far_codebook(ema=False)
+    with torch.no_grad():
+        q.codebook[1] = torch.tensor([10.0, 10.0])
+    gen = torch.Generator().manual_seed(7)
+    for step in range(60):
+        z = torch.randn(batch, 2, generator=gen)                        # near code 0
+        rare = batch // 64 if batch >= 64 else step % 2                 # code 1's vectors this batch
+        z[:rare] = torch.tensor([10.0, 10.0]) + 0.01 * torch.randn(rare, 2, generator=gen)
+        q(as_map(z, batch // 8, 8))
+    assert int(q.restarts) >= 6                                            # codes 2-7, unused, were restarted
+    assert q.codebook[1].tolist() == [10.0, 10.0]                          # code 1 was never restarted
 
 
 def test_restart_dead_codes_counts_and_spares_live_codes():

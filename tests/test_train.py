@@ -258,40 +258,45 @@ def test_divergence_leaves_the_buffers_as_they_were_before_the_step(where):
         assert torch.equal(tensor, weights[name]), name
 
 
-@pytest.mark.parametrize("config", ["class", "reference"])
+@pytest.mark.parametrize("config", ["class", "plain-codebook", "reference"])
 def test_divergence_rolls_back_everything_the_vqvae_step_changed(config):
-    """A diverged step leaves the real VQ-VAE as it was before it: the EMA codebook (a parameter the optimizer
-    does not move), its statistics, the usage, restart and update counters, and the random states."""
+    """A diverged step leaves the real VQ-VAE as it was before it: the codebook (moved by the EMA, or by a dead-code
+    restart in the forward pass even where the optimizer trains it), its statistics, the usage, restart and update
+    counters, and every random state a restart draws from."""
     from vqvae_lib.config import VQVAEConfig
     from vqvae_lib.vqvae import VQVAE, vqvae_loss
 
     model, slices = tiny_vqvae_setup()
-    if config == "reference":     # Sonnet's debiased EMA: an integer update counter, no restarts
+    if config == "plain-codebook":  # the codebook loss, no EMA: the optimizer trains the codebook, restarts move it
+        model = VQVAE(replace(model.config, ema=False))
+    if config == "reference":       # Sonnet's debiased EMA: an integer update counter, no restarts
         model = VQVAE(replace(VQVAEConfig.reference(), hidden_channels=8, res_channels=4, n_res_blocks=1,
                               codebook_size=16, embedding_dim=4))
-    seen = {}
+    seen = {"calls": 0}
 
     def loss_fn(net, batch, labels):
-        seen["state"] = {k: v.clone() for k, v in model.state_dict().items()}   # before this step's forward
-        seen["rng"] = torch.get_rng_state()
+        seen["calls"] += 1
+        poisoned = seen["calls"] == 6
+        seen["state"] = {k: v.clone() for k, v in model.state_dict().items()}   # before this step
+        seen["rng"] = (torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate())
+        if poisoned and model.config.restart_dead:
+            model.quantizer.usage.zero_()                      # this step restarts every code its batch leaves unused
         loss, metrics = vqvae_loss(net, batch, labels)
-        return (loss * float("nan") if len(seen.setdefault("calls", [])) == 5 else loss), metrics
-
-    def counted(net, batch, labels):
-        out = loss_fn(net, batch, labels)
-        seen["calls"].append(1)
-        return out
+        if poisoned:
+            seen["restarted"] = int(model.quantizer.restarts - seen["state"]["quantizer.restarts"])
+        return (loss * float("nan") if poisoned else loss), metrics
 
     with pytest.raises(TrainingDiverged, match="step 6"):
-        fit(model, slices, counted, small_cfg(eval_every=0, checkpoint_every=0), progress=False)
+        fit(model, slices, loss_fn, small_cfg(eval_every=0, checkpoint_every=0), progress=False)
+    assert (seen["restarted"] > 0) == (config != "reference")           # the forward pass did move codes
     state = model.state_dict()
     moved = [k for k, v in seen["state"].items() if not torch.equal(v, state[k])]
     assert moved == [], f"the diverged step left these changed: {moved}"
-    assert torch.equal(torch.get_rng_state(), seen["rng"])
-    quantizer = model.quantizer
-    assert not quantizer.embeddings.requires_grad            # the codebook that the EMA, not the optimizer, moves
+    torch_rng, numpy_rng, python_rng = seen["rng"]
+    assert torch.equal(torch.get_rng_state(), torch_rng)
+    assert (np.random.get_state()[1] == numpy_rng).all() and random.getstate() == python_rng
     if config == "reference":
-        assert int(quantizer.ema_updates) == 5                 # five good steps counted, not six
+        assert int(model.quantizer.ema_updates) == 5                         # five good steps counted, not six
 
 
 def test_nan_loss_raises_and_keeps_the_last_good_checkpoint(tmp_path):
@@ -563,3 +568,23 @@ def test_a_field_that_left_the_library_is_read_at_its_old_value_and_refused_at_a
             with pytest.raises(ValueError, match=f"{path}.*code_noise=0.1.*no longer has"):
                 load_vqvae(path, torch.device("cpu"))
             assert run_differences(ckpt, asked, TrainConfig().to_dict()) == ["model code_noise: 0.1 -> None"]
+
+
+def test_a_vqvae_of_the_earlier_restart_rule_loads_but_does_not_resume_and_an_old_loss_reads_as_mse(tmp_path):
+    from vqvae_lib.checkpoint import load_vqvae, run_differences, save_checkpoint
+    from vqvae_lib.config import VQVAEConfig
+    from vqvae_lib.vqvae import VQVAE
+
+    config = VQVAEConfig(hidden_channels=8, res_channels=4, n_res_blocks=1, codebook_size=16, embedding_dim=4)
+    old = {k: v for k, v in config.to_dict().items() if k not in ("dead_share", "recon_loss")}
+    meta = {"kind": "vqvae", "config": {**old, "dead_threshold": 1.0}, "image_size": 16}
+    path = tmp_path / "old.pt"
+    save_checkpoint({"meta": meta, "model": VQVAE(config).state_dict()}, path)
+    loaded = load_vqvae(path, torch.device("cpu")).config
+    assert loaded.recon_loss == "mse" and loaded.dead_share == config.dead_share   # before recon_loss: the paper's
+    asked = {"kind": "vqvae", "config": {**config.to_dict(), "recon_loss": "mse"}, "image_size": 16}
+    ckpt = {"meta": meta, "train_config": TrainConfig().to_dict()}
+    assert run_differences(ckpt, asked, TrainConfig().to_dict()) == ["model dead_threshold: 1.0 -> None"]
+    no_restarts = {**meta, "config": {**meta["config"], "restart_dead": False}}  # the rule never ran: resumable
+    asked_no_restarts = {**asked, "config": {**asked["config"], "restart_dead": False}}
+    assert run_differences({**ckpt, "meta": no_restarts}, asked_no_restarts, TrainConfig().to_dict()) == []

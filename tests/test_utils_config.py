@@ -135,15 +135,15 @@ def test_a_plain_install_keeps_data_runs_and_records_out_of_site_packages(tmp_pa
     env = {k: v for k, v in os.environ.items() if k not in ("VQVAE_HOME", "XDG_DATA_HOME", "PYTHONPATH")}
     env.update(PYTHONPATH=str(site), HOME=str(tmp_path / "home"))
     script = ("import json, vqvae_lib, vqvae_lib.sample_quality as sq, vqvae_lib.utils as u; print(json.dumps("
-              "[vqvae_lib.__file__, str(u.project_root()), str(u.runs_dir()), str(u.data_dir()), "
-              "sq.benchmark_records(), sq.no_records()]))")
+              "[vqvae_lib.__file__, str(u.user_home()), str(u.project_root()), str(u.runs_dir()), str(u.data_dir()), "
+              "sq.benchmark_records(), sq.no_records(), u.run_commit()]))")
     out = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True,
                          check=True)
-    package, root, runs, data, records, hint = json.loads(out.stdout)
-    home = tmp_path / "home" / ".local" / "share" / "vqvae_lib"
+    package, home, root, runs, data, records, hint, commit = json.loads(out.stdout)
     assert Path(package).parent == site / "vqvae_lib"
-    assert (root, runs, data) == (str(home), str(home / "runs"), str(home / "data"))
-    assert records == [] and "clone of the course repository" in hint and "benchmarks/sample_quality.py" in hint
+    assert Path(home).is_relative_to(tmp_path / "home") and not Path(home).is_relative_to(site)   # per user
+    assert (root, runs, data) == (home, str(Path(home) / "runs"), str(Path(home) / "data"))
+    assert records == [] and "clone of the course repository" in hint and commit == "unknown"
 
 
 def test_the_config_defaults_are_the_class_profile():

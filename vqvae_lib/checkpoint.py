@@ -37,6 +37,12 @@ REMOVED_FIELDS = {
                      "coarse_codes": 0, "coarse_factor": 2, "code_dim": 0, "cond_channels": 0, "mask_steps": 12,
                      "conditional": True},
 }
+# ... of which these name a rule this version trains by differently: a model made with it loads, but its training is
+# not resumed under the new rule (dead-code restarts counted vectors per batch; they count shares now)
+CHANGED_RULES = {VQVAEConfig: lambda values: {"dead_threshold"} if values.get("restart_dead", True) else set()}
+# config fields added since checkpoints were first written, with the value the runs before them had (where that is
+# not the field's default): a stored config without the field had that value
+EARLIER_VALUES = {VQVAEConfig: {"recon_loss": "mse"}}
 
 
 def save_checkpoint(payload: dict, path: str | Path) -> None:
@@ -78,11 +84,15 @@ def differences(stored: dict, requested: dict, skip: tuple[str, ...] = (), defau
     return [f"{n}: {stored.get(n)!r} -> {requested.get(n)!r}" for n in names if stored.get(n) != requested.get(n)]
 
 
-def current_fields(config_class, values: dict) -> dict:
-    """A stored config ``values`` without the fields that have left ``config_class`` at the value every run had
-    (``REMOVED_FIELDS``); any other unknown field stays, so that comparing or building with it fails by name."""
+def current_fields(config_class, values: dict, resume: bool = False) -> dict:
+    """A stored config ``values`` as this version reads it: without the fields that have left ``config_class`` at
+    the value every run had (``REMOVED_FIELDS``; with ``resume``, those of a changed rule stay, so that comparing
+    with them fails by name), and with the value a field added since had before it (``EARLIER_VALUES``). Any other
+    unknown field stays, so that comparing or building with it fails by name."""
     removed = REMOVED_FIELDS.get(config_class, {})
-    return {k: v for k, v in values.items() if not (k in removed and v == removed[k])}
+    kept = CHANGED_RULES[config_class](values) if resume and config_class in CHANGED_RULES else set()
+    current = {k: v for k, v in values.items() if k in kept or not (k in removed and v == removed[k])}
+    return {**EARLIER_VALUES.get(config_class, {}), **current} if values else current
 
 
 def config_from(config_class, values: dict, path: str | Path):
@@ -101,7 +111,8 @@ def run_differences(ckpt: dict, meta: dict, train_config: dict) -> list[str]:
     """How the run asked for (``meta`` and ``train_config``) differs from the checkpoint's, budget aside."""
     config_class = {"vqvae": VQVAEConfig, "prior": PixelCNNConfig}.get(meta.get("kind"))
     stored = ckpt.get("meta", {}).get("config", {})
-    model = differences(current_fields(config_class, stored) if config_class else stored, meta.get("config", {}),
+    model = differences(current_fields(config_class, stored, resume=True) if config_class else stored,
+                        meta.get("config", {}),
                         defaults=config_class().to_dict() if config_class else None)
     other_meta = differences({k: v for k, v in ckpt.get("meta", {}).items() if k != "config"},
                              {k: v for k, v in meta.items() if k != "config"}, FREE_META_FIELDS)

@@ -33,7 +33,7 @@ class VQVAEConfig:
     codebook_init: str = "data"   # "data" (sampled encoder outputs) | "kmeans" | "random" (uniform in +-1/K) |
                                   # "scaled" (uniform in +-sqrt(3/D)); notebook 02 compares them
     restart_dead: bool = True     # re-seed dead codes on recent encoder outputs: a code is dead when its share of the
-    dead_share: float = 1 / 16    # vectors over about the last 10 batches is below this part of a fair share 1 / K
+    dead_share: float = 1 / 16    # vectors over about the last 3 batches is below this part of a fair share 1 / K
     recon_loss: str = "l1+grad"   # "l1+grad": mean absolute error of the pixels plus that of their vertical and
                                   # horizontal differences (sharper edges than the paper's "mse"; notebook 02,
                                   # benchmarks/RESULTS.md "A sharper decoder")

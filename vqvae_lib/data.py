@@ -313,10 +313,10 @@ def held_out_split(n: int, split: str, seed: int = 0, groups: list[str] | None =
 
 
 def spread_subset(n: int, limit: int | None, groups=None, seed: int = 0) -> torch.Tensor:
-    """Indices (sorted, (m,) long) of at most ``limit`` of ``n`` items, drawn with a seeded generator and spread
-    evenly over ``groups`` (one key per item: a subject, a class, a depth band), so that a capped validation set
-    holds every group in its share instead of the first groups in file order. All of them when ``limit`` is
-    None or at least ``n``."""
+    """Indices (sorted, (m,) long) of ``limit`` of ``n`` items, drawn with a seeded generator and stratified by
+    ``groups`` (one key per item: a subject, a class, a depth band): each group gets the share of the ``limit`` that
+    it has of the items (largest remainder), so that a capped validation set holds every group in proportion
+    instead of the first groups in file order. All of them when ``limit`` is None or at least ``n``."""
     if limit is None or limit >= n:
         return torch.arange(n)
     if limit < 1:
@@ -327,13 +327,15 @@ def spread_subset(n: int, limit: int | None, groups=None, seed: int = 0) -> torc
     keys = groups.tolist() if isinstance(groups, torch.Tensor) else list(groups)
     if len(keys) != n:
         raise ValueError(f"groups has {len(keys)} entries for {n} items")
-    seen: dict = {}
-    turn = []                                         # the how-manieth of its group each item is, in draw order
+    members: dict = {}                                # each group's items, in the seeded draw order
     for i in order:
-        turn.append(seen.get(keys[i], 0))
-        seen[keys[i]] = turn[-1] + 1
-    rounds = sorted(range(n), key=lambda k: turn[k])  # every group's first item, then every second, ...
-    return torch.tensor(sorted(order[k] for k in rounds[:limit]))
+        members.setdefault(keys[i], []).append(i)
+    share = {g: limit * len(m) / n for g, m in members.items()}
+    quota = {g: int(s) for g, s in share.items()}
+    by_remainder = sorted(members, key=lambda g: share[g] - quota[g], reverse=True)
+    for g in by_remainder[:limit - sum(quota.values())]:
+        quota[g] += 1
+    return torch.tensor(sorted(i for g, m in members.items() for i in m[:quota[g]]))
 
 
 def item_groups(dataset: SliceDataset):

@@ -34,7 +34,7 @@ from .distributed import all_reduce_sum_, broadcast_
 from .metrics import histogram_perplexity
 
 INITS = ("random", "scaled", "data", "kmeans")
-USAGE_DECAY = 0.9   # a code's usage: the EMA of its share of the vectors over about the last 1 / (1 - 0.9) = 10 batches
+USAGE_DECAY = 0.7   # a code's usage: the EMA of its share of the vectors over about the last 1 / (1 - 0.7) = 3 batches
 
 
 class QuantizerOutput(NamedTuple):
@@ -95,11 +95,11 @@ class VectorQuantizer(nn.Module):
     ema:          move the codes by running averages of their assigned vectors (no codebook loss)
     init:         "random" | "data" (K encoder outputs of the first training batch) | "kmeans"
     restart_dead: in training, re-seed dead codes on recent encoder outputs. The rule (``dead_codes``): a code is
-                  dead when its share of the encoder's vectors, averaged over about the last 10 batches
+                  dead when its share of the encoder's vectors, averaged over about the last 3 batches
                   (``USAGE_DECAY``), is below ``dead_share`` of a fair share 1 / K. Shares, not counts: the rule
                   means the same at any batch size, image size or number of processes. Every code starts (and a
-                  restarted code starts again) at a fair share, so an unused code is restarted after 27
-                  batches (0.9^27 < 1/16), not at the first batch it misses.
+                  restarted code starts again) at a fair share, so an unused code is restarted after 8 batches
+                  (0.7^8 < 1/16), not at the first batch it misses.
     """
 
     def __init__(self, codebook_size: int, embedding_dim: int, beta: float = 0.25, ema: bool = False,

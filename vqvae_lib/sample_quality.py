@@ -54,8 +54,7 @@ BRAIN_THRESHOLD = 0.05   # intensity above which a pixel counts as brain (skull-
 MEMORISED = 0.95         # nearest-neighbour SSIM above which a sample may be a copy of a training slice
 REALISTIC = 0.6          # nearest-neighbour SSIM above which a sample looks like some real slice
 CRITIC_REPEATS = 3       # two-sample critics (seeds) averaged per score
-CRITIC_EPOCHS = 24       # epochs of each critic, learning rate cosine-decayed to 0 (records without ``critic``: 12
-                         # epochs at a constant rate, a critic that often failed to learn; see the docstring)
+CRITIC_EPOCHS = 24       # epochs of each critic, learning rate cosine-decayed to 0
 CRITIC = {"epochs": CRITIC_EPOCHS, "schedule": "cosine", "repeats": CRITIC_REPEATS}   # what records store
 BORDER_SHARE = 16 / 128**2  # tissue pixels in the empty frame a sample may have (16 at 128 x 128)
 FRAME_MARGIN = 4 / 128      # the empty frame starts this far (a share of the image size) from any real tissue
@@ -317,7 +316,7 @@ def fit_critic(x: torch.Tensor, y: torch.Tensor, epochs: int, batch_size: int, l
                generator: torch.Generator) -> nn.Module:
     """A fresh ``critic`` trained on images ``x`` (B, 1, s, s) with labels ``y`` (B,) in {0, 1}, in eval mode.
     Adam with the learning rate decayed from ``lr`` to 0 along a cosine over all steps: at a constant rate the
-    last weights land anywhere, and a fold's accuracy with them swung from 0.5 to 0.98 on the same images.
+    last weights land anywhere, and a fold's accuracy swings with them (RESULTS.md).
     Shuffles come from ``generator``; the initial weights from torch's global generator."""
     model = critic()
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
@@ -337,7 +336,7 @@ def fit_critic(x: torch.Tensor, y: torch.Tensor, epochs: int, batch_size: int, l
 def two_sample_accuracies(samples: torch.Tensor, real: torch.Tensor, repeats: int, seed: int = 0,
                           **options) -> list[float]:
     """``two_sample_accuracy`` with seeds ``seed``, ``seed + 1``, ... (``repeats`` of them): a score is the mean of
-    several (a critic trained to the end moves by about 0.02 with its seed; the earlier one by 0.2-0.3)."""
+    several: one critic's score moves a little with its seed."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     return [two_sample_accuracy(samples, real, seed=seed + r, **options) for r in range(repeats)]
@@ -600,12 +599,13 @@ def benchmark_records(data: str = "default", budget: str | None = None, variants
 
 
 def no_records(data: str = "default", variants: tuple[str, ...] = ("class",)) -> str:
-    """What to run when ``benchmark_records`` found none."""
+    """What to say when ``benchmark_records`` found none."""
     where = ("this checkout has none of them" if checkout_root() is not None else
-             "they live in a clone of the course repository (benchmarks/results/), not in an installed package")
-    return (f"No sample-quality records of {', '.join(variants)} on the {data} data: {where}. From a clone, "
-            f"python benchmarks/sample_quality.py --data {data} --variant {variants[0]} writes one "
-            "(about 10 minutes on a 2-core CPU).")
+             "they live in a clone of the course repository, not in an installed package")
+    return (f"No sample-quality records of {', '.join(variants)} on the {data} data here: {where} (current ones in "
+            "benchmarks/results/, superseded ones in benchmarks/results/archive/). From a clone, "
+            "python benchmarks/sample_quality.py --help says how to measure a variant (about 10 minutes on a 2-core "
+            "CPU).")
 
 
 # (title, part of the record, key, format): "prior" cells come from the record's prior, the others from its samples
@@ -619,9 +619,8 @@ RECORD_COLUMNS = (("prior steps", "prior", "steps", "{:.0f}"), ("bits/code", "pr
 
 
 def weak_critic(record: dict) -> bool:
-    """Was this benchmark record's two-sample score made by the earlier critic (12 epochs at a constant rate,
-    records without ``critic``)? Its scores run 0.1-0.3 too low for samples, less where they were near 1 (module
-    docstring)."""
+    """Was this (archived) benchmark record's two-sample score made by the earlier critic (12 epochs at a constant
+    rate, records without ``critic``)? Its scores run too low for samples (RESULTS.md)."""
     return "critic" not in record
 
 

@@ -26,8 +26,8 @@ run's budget may grow, and only when asked (``extend=True``, the CLI's ``--exten
 
 Divergence: a non-finite loss or gradient norm, or a loss above ``DIVERGENCE_FACTOR`` times the median loss
 of the first ``DIVERGENCE_WINDOW`` steps, stops training with ``TrainingDiverged`` before the update is
-applied: the weights are untouched and what the forward pass changed (a VQ-VAE's EMA codebook, its statistics
-and counters, the random states) is restored to its value before the step; the last checkpoint on disk is
+applied: what the forward pass changed (a VQ-VAE's codebook, its statistics and counters, the random states) is
+restored to its value before the step and the optimizer has not moved the weights; the last checkpoint on disk is
 left as it was.
 
 Under ``torchrun`` (see ``distributed.py``) the same loop runs data-parallel: every rank draws its own
@@ -304,8 +304,8 @@ class _Run:
     def replan(self) -> bool:
         """At the end of the warm-up of a time budget, plan the step count again from the training steps timed
         so far (steps ``PROBE_WARMUP`` to the warm-up's end), a better measure than the probe's few steps on a
-        copy: on a 2-core CPU the probe's plan missed 4-minute prior runs by 20 % either way (640 steps that took
-        3.1 minutes, 869 that took 4.1). The warm-up's learning rates do not depend on the plan, so the run is
+        copy: on a 2-core CPU the probe's plan alone missed 4-minute prior runs by up to a fifth either way. The
+        warm-up's learning rates do not depend on the plan, so the run is
         still the one that ``steps=`` its final count gives. Returns True when it planned again."""
         w = self.cfg.warmup_steps
         if self.cfg.minutes is None or w < REPLAN_MIN_WARMUP or self.step != w or self.planned <= w:
@@ -435,11 +435,11 @@ def _planned_steps(ckpt: dict, path: Path) -> int:
 
 
 def _snapshot_state(model: nn.Module) -> tuple[list[tuple[Tensor, Tensor]], dict]:
-    """What a forward pass may change, to undo a diverged step: every buffer (of any dtype: a VQ-VAE's EMA
-    statistics, code usage and counters), every parameter the optimizer does not move (an EMA codebook,
-    which the forward pass updates) and the random states (a dead-code restart draws from them)."""
-    frozen = [p for p in model.parameters() if not p.requires_grad]
-    return [(t, t.detach().clone()) for t in (*model.buffers(), *frozen)], _rng_state()
+    """Everything a forward pass may change, to undo a diverged step: every buffer (of any dtype: a VQ-VAE's EMA
+    statistics, code usage and counters), every parameter (a codebook, which EMA updates, initialisation and
+    dead-code restarts write in the forward pass, EMA or not) and the random states (a restart draws from them).
+    A copy of the weights per step: small beside the step itself at the course's model sizes."""
+    return [(t, t.detach().clone()) for t in (*model.buffers(), *model.parameters())], _rng_state()
 
 
 def _restore_state(snapshot: tuple[list[tuple[Tensor, Tensor]], dict]) -> None:
@@ -461,8 +461,8 @@ def _next_batch(sampler: BatchSampler, data: Tensor, labels: Tensor | None, devi
 def plan_steps(run: _Run, loss_fn: LossFn, data: Tensor, labels: Tensor | None, seconds: float) -> int:
     """How many steps of this run fit in ``seconds`` of training time, at least 1.
 
-    Planned for ``PLAN_MARGIN`` of the time: on a 2-core CPU, 4-minute runs were 10-20 % slower per step than
-    their probe (0.28 against 0.23 s per prior step), so plans without the margin overran their budget.
+    Planned for ``PLAN_MARGIN`` of the time: on a 2-core CPU a sustained run is slower per step than its probe, so
+    plans without the margin overran their budget.
     The timing probe: ``PROBE_WARMUP`` + ``PROBE_STEPS`` steps of a throwaway copy of the model (wrapped and
     laid out as the run's, not compiled) with its own optimizer and its own batches; only the last
     ``PROBE_STEPS`` are timed. Every random state is restored afterwards, so the run itself is the run that

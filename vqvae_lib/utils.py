@@ -114,7 +114,10 @@ def display_path(path: str | os.PathLike | None) -> str:
 def run_commit() -> str:
     """The repository's commit (``git describe --always --dirty``), or "unknown" outside a git checkout."""
     try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=project_root(), capture_output=True,
+        root = checkout_root()
+        if root is None:
+            return "unknown"
+        out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=root, capture_output=True,
                              text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return "unknown"

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import ipywidgets as widgets
 import numpy as np
 from matplotlib.figure import Figure
 
 from . import codebook, plotting, plotting_codebook, plotting_prior, sampling
 from .config import SUPPORTS
 from .data import SliceDataset
+
+try:
+    import ipywidgets as widgets
+except ImportError as err:  # the course's extra, not the library's dependency
+    raise ImportError("vqvae_lib.widgets needs ipywidgets: pip install 'vqvae_lib[course]'") from err
 
 PROMPT = -1  # the value of a dropdown's prompt entry (ipywidgets 8 shows value=None as a blank box)
 WIDE = {"description_width": "initial"}  # descriptions at their full length, never cut to "temperat..."
