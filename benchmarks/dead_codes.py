@@ -1,13 +1,13 @@
 """The dead-code restart rule: the class VQ-VAE's held-out SSIM with this checkout's rule against an earlier commit's.
 
-    python benchmarks/dead_codes.py --before ba5ef2b --data default kaggle --seeds 0 1
+    python benchmarks/dead_codes.py --before ba5ef2b --runs default:0 default:1 kaggle:0
 
-Trains the class profile's VQ-VAE with each seed through the CLI (``train-vqvae``, then ``evaluate`` on the test
-split), once with the code of ``--before`` (checked out with ``git worktree`` into build/dead-codes/) and once with
-this checkout, and writes benchmarks/results/dead-codes.json: test SSIM, brain SSIM, codes used and dead-code
-restarts for every data set, seed and code version. The budget is a step count (``--steps``, 1500: about what the
-class profile's 3 minutes give on a 2-core CPU), not minutes, so that a busy machine changes how long it takes, not
-what it measures. Finished runs in runs/dead-codes/ are loaded, not trained again. ``--data kaggle`` is
+Trains the class profile's VQ-VAE for each data set and seed (``--runs DATA:SEED ...``) through the CLI
+(``train-vqvae``, then ``evaluate`` on the test split), once with the code of ``--before`` (checked out with ``git
+worktree`` into build/dead-codes/) and once with this checkout, and writes benchmarks/results/dead-codes.json: test
+SSIM, brain SSIM, codes used and dead-code restarts for every run. The budget is a step count (``--steps``, 1500:
+about what the class profile's 3 minutes give on a 2-core CPU), not minutes, so that a busy machine changes how long
+it takes, not what it measures. Finished runs in runs/dead-codes/ are loaded, not trained again. ``kaggle`` is
 ../shared/data/oasis-kaggle/train, ``default`` the built-in MNI152 set.
 """
 from __future__ import annotations
@@ -57,25 +57,26 @@ def run(code: Path, data: str, seed: int, steps: int, out: Path) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--before", required=True, help="the commit whose restart rule to compare with")
-    parser.add_argument("--data", nargs="+", choices=("default", "kaggle"), default=["default", "kaggle"])
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--runs", nargs="+", default=["default:0", "kaggle:0"],
+                        help="DATA:SEED pairs, DATA one of default, kaggle (default: %(default)s)")
     parser.add_argument("--steps", type=int, default=1500)
     args = parser.parse_args(argv)
 
     codes = {"before": worktree(args.before), "current": ROOT}
     started, runs = time.perf_counter(), []
-    for data in args.data:
-        for seed in args.seeds:
-            for version, code in codes.items():
-                tag = args.before if version == "before" else "current"
-                out = ROOT / "runs" / "dead-codes" / f"{tag}-{data}-s{seed}"
-                runs.append({"data": data, "seed": seed, "code": version, **run(code, data, seed, args.steps, out)})
-                print(json.dumps(runs[-1]))
+    for data, seed in (spec.split(":") for spec in args.runs):
+        if data not in ("default", "kaggle"):
+            raise SystemExit(f"--runs: data must be default or kaggle, got {data!r}")
+        for version, code in codes.items():
+            tag = args.before if version == "before" else "current"
+            out = ROOT / "runs" / "dead-codes" / f"{tag}-{data}-s{seed}"
+            runs.append({"data": data, "seed": int(seed), "code": version, **run(code, data, int(seed), args.steps,
+                                                                                  out)})
+            print(json.dumps(runs[-1]))
     record = {"schema": SCHEMA, "name": "dead-codes", "before": args.before, "after": git_commit(),
               "steps": args.steps, "profile": "class", "runs": runs,
               "wall_seconds": round(time.perf_counter() - started),
-              "command": "python benchmarks/dead_codes.py --before " + args.before + " --data " + " ".join(args.data)
-                         + " --seeds " + " ".join(map(str, args.seeds)),
+              "command": f"python benchmarks/dead_codes.py --before {args.before} --runs {' '.join(args.runs)}",
               "machine": machine(), "date": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())}
     path = ROOT / "benchmarks" / "results" / "dead-codes.json"
     path.write_text(json.dumps(record, indent=1) + "\n")

@@ -241,7 +241,8 @@ def test_codebook_size_runs_trains_each_variant(monkeypatch):
         return SimpleNamespace(model=model, history={"step": [1, 2], "perplexity": [1.0, 2.0], "active_codes": [1, 2]})
 
     monkeypatch.setattr(pipeline, "load_or_train_variant", fake_variant)
-    monkeypatch.setattr(pipeline, "held_out", lambda source, size: SimpleNamespace(images=uint8_images(3)))
+    monkeypatch.setattr(pipeline, "held_out",
+                        lambda source, size: SimpleNamespace(images=uint8_images(3), subjects=None, labels=None))
     runs = cb.codebook_size_runs(profile, "somewhere", sizes=(8, 16), limit=2, progress=False)
     assert list(runs.stats) == ["K=8 restart", "K=8 no restart", "K=16 restart", "K=16 no restart"]
     assert list(runs.histories) == list(runs.stats)

@@ -85,20 +85,24 @@ def differences(stored: dict, requested: dict, skip: tuple[str, ...] = (), defau
 
 
 def current_fields(config_class, values: dict, resume: bool = False) -> dict:
-    """A stored config ``values`` as this version reads it: without the fields that have left ``config_class`` at
-    the value every run had (``REMOVED_FIELDS``; with ``resume``, those of a changed rule stay, so that comparing
-    with them fails by name), and with the value a field added since had before it (``EARLIER_VALUES``). Any other
-    unknown field stays, so that comparing or building with it fails by name."""
+    """A stored config ``values`` without the fields that have left ``config_class`` at the value every run had
+    (``REMOVED_FIELDS``; with ``resume``, those of a changed rule stay, so that comparing with them fails by name).
+    Any other unknown field stays, so that comparing or building with it fails by name."""
     removed = REMOVED_FIELDS.get(config_class, {})
     kept = CHANGED_RULES[config_class](values) if resume and config_class in CHANGED_RULES else set()
-    current = {k: v for k, v in values.items() if k in kept or not (k in removed and v == removed[k])}
-    return {**EARLIER_VALUES.get(config_class, {}), **current} if values else current
+    return {k: v for k, v in values.items() if k in kept or not (k in removed and v == removed[k])}
+
+
+def defaults_of(config_class) -> dict:
+    """What a stored config without a field had: the value before the field existed (``EARLIER_VALUES``), else its
+    default."""
+    return {**config_class().to_dict(), **EARLIER_VALUES.get(config_class, {})}
 
 
 def config_from(config_class, values: dict, path: str | Path):
     """``config_class(**values)`` for a config stored in checkpoint ``path``; a field this version does not have
     gets an error that names it."""
-    values = current_fields(config_class, values)
+    values = {**EARLIER_VALUES.get(config_class, {}), **current_fields(config_class, values)}
     unknown = sorted(set(values) - set(config_class().to_dict()))
     if unknown:
         raise ValueError(f"checkpoint {path} was made with {', '.join(f'{k}={values[k]!r}' for k in unknown)}, "
@@ -113,7 +117,7 @@ def run_differences(ckpt: dict, meta: dict, train_config: dict) -> list[str]:
     stored = ckpt.get("meta", {}).get("config", {})
     model = differences(current_fields(config_class, stored, resume=True) if config_class else stored,
                         meta.get("config", {}),
-                        defaults=config_class().to_dict() if config_class else None)
+                        defaults=defaults_of(config_class) if config_class else None)
     other_meta = differences({k: v for k, v in ckpt.get("meta", {}).items() if k != "config"},
                              {k: v for k, v in meta.items() if k != "config"}, FREE_META_FIELDS)
     training = differences(current_fields(TrainConfig, ckpt.get("train_config", {})), train_config,

@@ -283,7 +283,7 @@ def codebook_size_runs(profile: Profile | str | None = None, source: str = "defa
     and count its code use on up to ``limit`` held-out slices. This trains: minutes per run on a CPU."""
     profile = profile if isinstance(profile, Profile) else get_profile(profile)
     held = pipeline.held_out(source, profile.demo_image_size)
-    images = held.images[spread_subset(len(held), limit, item_groups(held))]
+    images = held.images[spread_subset(len(held.images), limit, item_groups(held))]
     stats, histories = {}, {}
     for K in sizes:
         for on in restart:
