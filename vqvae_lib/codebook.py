@@ -19,7 +19,7 @@ from torch import Tensor
 
 from . import pipeline
 from .config import Profile, get_profile
-from .data import SliceDataset, item_groups, spread_subset
+from .data import SliceDataset, spread_images
 from .metrics import code_usage
 from .utils import evaluating
 
@@ -282,8 +282,7 @@ def codebook_size_runs(profile: Profile | str | None = None, source: str = "defa
     """Train (or load) the profile's small variant for each codebook size and dead-code restart setting,
     and count its code use on up to ``limit`` held-out slices. This trains: minutes per run on a CPU."""
     profile = profile if isinstance(profile, Profile) else get_profile(profile)
-    held = pipeline.held_out(source, profile.demo_image_size)
-    images = held.images[spread_subset(len(held.images), limit, item_groups(held))]
+    images = spread_images(pipeline.held_out(source, profile.demo_image_size), limit)
     stats, histories = {}, {}
     for K in sizes:
         for on in restart:

@@ -343,6 +343,11 @@ def item_groups(dataset: SliceDataset):
     return dataset.subjects if dataset.subjects is not None else dataset.labels
 
 
+def spread_images(dataset: SliceDataset, limit: int | None) -> torch.Tensor:
+    """At most ``limit`` of the dataset's images (N, 1, S, S) uint8, a seeded draw stratified by ``item_groups``."""
+    return dataset.images[spread_subset(len(dataset.images), limit, item_groups(dataset))]
+
+
 def file_groups(paths: list[Path], root: Path, group_by: str) -> list[str]:
     """The group of each file: the regex ``group_by`` searched in the file's name relative to ``root``
     (``/``-separated, e.g. ``NonDemented/subj12_slice3.png``); its named group ``group`` if it has one,

@@ -22,7 +22,7 @@ from .checkpoint import (  # noqa: F401  (load_vqvae and load_prior are part of 
 )
 from .codemaps import load_code_maps
 from .config import PixelCNNConfig, Profile, TrainConfig, VQVAEConfig, get_profile
-from .data import SliceDataset, default_eval_split, item_groups, load_dataset, spread_subset
+from .data import SliceDataset, default_eval_split, load_dataset, spread_images, spread_subset
 from .leakage import LEAKAGE_SSIM, leakage_share
 from .metrics import ReconstructionEval, evaluate_reconstruction, reconstruction_validator
 from .prior import build_prior, prior_loss, prior_validator
@@ -75,8 +75,7 @@ def train_vqvae(source: str, out_dir: str | Path, model_cfg: VQVAEConfig, train_
     if group_by is not None:
         meta["group_by"] = group_by
     result = fit(model, train_set.images, vqvae_loss, train_cfg, checkpoint=out_dir / "vqvae.pt",
-                 validate=reconstruction_validator(val_set.images[spread_subset(len(val_set), val_images,
-                                                                               item_groups(val_set))]), meta=meta,
+                 validate=reconstruction_validator(spread_images(val_set, val_images)), meta=meta,
                  fingerprint=train_set.fingerprint, progress=progress, extend=extend)
     write_history(out_dir / "history.json", result, "images_per_second", train_cfg.batch_size)
     return result

@@ -118,8 +118,9 @@ class HorizontalStep:
     def __init__(self, model: GatedPixelCNN):
         def flat(conv: nn.Conv2d) -> torch.Tensor:                  # (out, in, 1, k) -> (k * in, out): window-major
             return conv.weight[:, :, 0].permute(2, 1, 0).reshape(-1, conv.out_channels)
-        self.layers = [(flat(layer.h_conv), layer.h_conv.bias, flat(layer.h_out), layer.h_out.bias, layer.mask == "B")
+        self.layers = [(flat(layer.h_conv), flat(layer.h_out), layer.h_out.bias, layer.mask == "B")
                        for layer in model.layers]
+        self.link_biases = [layer.h_conv.bias for layer in model.layers]    # added once per row to the links
         self.head = [(flat(conv), conv.bias) for conv in model.head if isinstance(conv, nn.Conv2d)]
         self.p = model.config.kernel_size // 2
 
@@ -128,7 +129,7 @@ class HorizontalStep:
         c + p, written here for the layers above), links[l] (n, W, 2C) the vertical stacks' links plus the
         convolution's bias -> logits (n, K)."""
         p = self.p
-        for l, (w_h, _, w_out, b_out, residual) in enumerate(self.layers):
+        for l, (w_h, w_out, b_out, residual) in enumerate(self.layers):
             window = h_in[l][:, j:j + p + 1].reshape(len(h_in[l]), -1)             # (n, (p + 1) C)
             features = torch.addmm(links[l][:, j], window, w_h)                     # (n, 2C)
             a, b = features.chunk(2, dim=1)
@@ -149,7 +150,7 @@ def sample_row(model: GatedPixelCNN, codes: torch.Tensor, i: int, links: list[to
     # horizontal input of each layer on row i, p zero columns on the left: column c at index c + p;
     # layer 0 reads the embedded row shifted right by one column (column c at index c + 1 + p)
     h_in = [links[0].new_zeros(n, W + p + 1, C) for _ in model.layers]
-    links = [link[:, :, 0].transpose(1, 2) + w[1] for link, w in zip(links, step.layers)]   # (n, W, 2C) + bias
+    links = [link[:, :, 0].transpose(1, 2) + bias for link, bias in zip(links, step.link_biases)]   # (n, W, 2C)
     for j in range(W):
         codes[:, i, j] = pick(step(h_in, links, j), u[:, i, j], (i, j))
         h_in[0][:, j + p + 1] = model.embedding(codes[:, i, j])                 # (n, C)
