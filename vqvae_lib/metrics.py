@@ -26,7 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from .utils import evaluating
+from .utils import evaluating, exact_dtype
 
 BRAIN_THRESHOLD = 0.05  # intensity of the original slice above which a pixel is brain (no tissue mask)
 BRAIN_DILATION = 1      # pixels by which that thresholded brain grows (a 3 x 3 max filter)
@@ -137,7 +137,7 @@ def perplexity(counts: Tensor) -> float:
 
     Uniform use of k codes gives k; a single code gives 1.
     """
-    counts = counts.double().flatten()
+    counts = counts.to(exact_dtype(counts.device)).flatten()
     if counts.sum() <= 0:
         raise ValueError("perplexity of an empty histogram: no code was counted")
     return float(histogram_perplexity(counts))

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from .config import VQVAEConfig
 from .distributed import all_reduce_sum_, broadcast_
 from .metrics import histogram_perplexity
+from .utils import AUTOCAST_DEVICES
 
 INITS = ("random", "scaled", "data", "kmeans")
 USAGE_DECAY = 0.7   # a code's usage: the EMA of its share of the vectors over about the last 1 / (1 - 0.7) = 3 batches
@@ -52,6 +53,8 @@ def fp32(method):
     fp32 whatever precision the rest of the model trains in."""
     @functools.wraps(method)
     def in_fp32(self, z: torch.Tensor, *args, **kwargs):
+        if z.device.type not in AUTOCAST_DEVICES:   # no autocast to switch off (MPS: torch.autocast refuses it)
+            return method(self, z.float(), *args, **kwargs)
         with torch.autocast(z.device.type, enabled=False):
             return method(self, z.float(), *args, **kwargs)
     return in_fp32

@@ -1,9 +1,10 @@
 """Sampling code maps from a PixelCNN prior: batched, seeded, temperature, top-k, support, labels, completion.
 
-Randomness: before any model call, one uniform number per position per sample, ``u`` (n, h, w), is
+Randomness: before any model call, one uniform number per position per sample, ``u`` (n, h, w) float32, is
 drawn from ``torch.Generator().manual_seed(seed)`` on the CPU. The code at (i, j) is the inverse CDF of
-the processed distribution (temperature, then top-k) at ``u[:, i, j]``. The randomness therefore does
-not depend on the logits, the sampler or the device: the same seed gives the same samples.
+the processed distribution (temperature, then top-k) at ``u[:, i, j]``, computed in float64 on the model's
+device, or in float32 on a device without float64 (Apple's MPS: ``utils.exact_dtype``). The randomness
+therefore does not depend on the logits, the sampler or the device.
 
 Two samplers, one result:
 - ``naive``: a full forward pass over the whole map for every position (h * w passes). The reference.
@@ -13,6 +14,14 @@ Two samplers, one result:
   is computed for that one position (as matrix products, ``HorizontalStep``), from cached horizontal features of
   row i and the row's vertical features. Exact, because of the causal structure (in the spirit of Ramachandran et
   al. 2017, "Fast Generation for Convolutional Autoregressive Models").
+
+What "one result" means on each device. Both samplers compute the same logits up to float rounding (the same
+sums in another order), and a code can only differ where a uniform lies within that rounding of a step of the
+cumulative distribution: on the CPU the two give identical maps (tested, at float64 and at float32 arithmetic).
+On a CUDA GPU, cuDNN may run convolutions in TF32 (10-bit mantissa), which would widen that rounding a
+thousandfold; ``sample`` switches TF32 off while it runs (``full_precision``), so the maps agree there as on the
+CPU, except at such rare near-ties, which are not tested for lack of a GPU in CI. The seed, not the sampler, is
+what a result should be reproduced with.
 
 Support (``code_support``, ``support_for``): the codes the training maps have at each position, per label. With
 ``support``, a code is drawn at (i, j) only if some training map (of the sample's label) has it there: where every
@@ -27,18 +36,20 @@ from beside the checkpoint (``label_counts``).
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 import torch.nn as nn
 
 from .config import SUPPORTS
 from .pixelcnn import GatedPixelCNN
-from .utils import evaluating
+from .utils import evaluating, exact_dtype
 
 
 def distribution(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None) -> torch.Tensor:
     """What a sample is drawn from: logits (B, K) divided by ``temperature``; with ``top_k`` only the k
-    largest stay possible -> probabilities (B, K) float64."""
-    logits = logits.double() / temperature
+    largest stay possible -> probabilities (B, K) in float64 (float32 on a device without it: ``exact_dtype``)."""
+    logits = logits.to(exact_dtype(logits.device)) / temperature
     if top_k is not None and top_k < logits.shape[-1]:
         kth = logits.topk(top_k, dim=-1).values[:, -1:]                  # (B, 1)
         logits = logits.masked_fill(logits < kth, float("-inf"))
@@ -60,9 +71,10 @@ def inverse_cdf(probs: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
 
 
 def uniforms(n: int, shape: tuple[int, int], seed: int | torch.Generator) -> torch.Tensor:
-    """The randomness of a sampling run: (n, h, w) float64 in [0, 1), in raster order per sample."""
+    """The randomness of a sampling run: (n, h, w) float32 in [0, 1) on the CPU, in raster order per sample (float32,
+    so that every device, with float64 or without, draws from the same numbers)."""
     generator = seed if isinstance(seed, torch.Generator) else torch.Generator().manual_seed(seed)
-    return torch.rand(n, *shape, generator=generator, dtype=torch.float64)
+    return torch.rand(n, *shape, generator=generator, dtype=torch.float32)
 
 
 @torch.no_grad()
@@ -178,16 +190,15 @@ def labels_in_proportion(counts: torch.Tensor, n: int) -> torch.Tensor:
     """``n`` labels (n,) long in the proportions of ``counts`` (L,) (how many training slices have each label): label l
     comes n * counts[l] / sum(counts) times, rounded by largest remainder (ties to the lower label), in turn
     0, 1, ..., L - 1, 0, 1, ... among the labels not yet used up. Equal counts give ``arange(n) % L``."""
-    counts = torch.as_tensor(counts, dtype=torch.float64).flatten()
-    if counts.numel() == 0 or bool((counts < 0).any()) or float(counts.sum()) <= 0:
-        raise ValueError(f"counts must be non-negative label counts with a positive sum, got {counts.tolist()}")
-    share = n * counts / counts.sum()                                     # (L,)
-    quota = share.floor().long()
-    left = n - int(quota.sum())
-    if left:
-        order = sorted(range(len(share)), key=lambda i: (-(float(share[i]) - int(quota[i])), i))
-        quota[order[:left]] += 1
-    labels, remaining = [], quota.tolist()
+    counts = [int(c) for c in torch.as_tensor(counts).flatten().tolist()]   # whole numbers: exact shares, no floats
+    if not counts or min(counts) < 0 or sum(counts) <= 0:
+        raise ValueError(f"counts must be non-negative label counts with a positive sum, got {counts}")
+    total = sum(counts)
+    quota = [n * c // total for c in counts]                              # n * share, rounded down
+    order = sorted(range(len(counts)), key=lambda i: (-(n * counts[i] % total), i))   # largest remainder first
+    for i in order[:n - sum(quota)]:
+        quota[i] += 1
+    labels, remaining = [], quota
     while len(labels) < n:
         for label, r in enumerate(remaining):
             if r:
@@ -322,9 +333,26 @@ def sample(model: nn.Module, n: int, shape: tuple[int, int] | None = None, *, la
     def pick(logits, uu, ij):  # (n, K), (n,), (i, j) -> codes (n,)
         return choose(_restrict(logits, support, groups, *ij), uu, temperature, top_k)
 
-    with evaluating(model):
+    with evaluating(model), full_precision(device):
         loop(model, codes, labels, uniforms(n, shape, generator).to(device), keep_rows, pick)
     return codes
+
+
+@contextmanager
+def full_precision(device: torch.device):
+    """On a CUDA device, switch TF32 off for cuDNN convolutions and matrix products while sampling (restored after):
+    with it, the naive sampler's convolutions and the fast sampler's products would round differently. Elsewhere
+    nothing to do."""
+    if torch.device(device).type != "cuda":
+        yield
+        return
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    saved = cudnn.allow_tf32, matmul.allow_tf32
+    cudnn.allow_tf32 = matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        cudnn.allow_tf32, matmul.allow_tf32 = saved
 
 
 @torch.no_grad()
@@ -333,11 +361,12 @@ def next_code_distribution(model: nn.Module, codes: torch.Tensor, position: tupl
                            support: torch.Tensor | None = None) -> torch.Tensor:
     """The distribution the sampler draws the code at ``position`` = (i, j) from, given the code map
     ``codes`` (h, w) (only the codes before (i, j) in raster order matter), ``labels`` (None or an int) and
-    ``support`` (as in ``sample``): (K,) float64 on the CPU."""
+    ``support`` (as in ``sample``): (K,) on the CPU, float64 (float32 from a device without float64)."""
     device = next(model.parameters()).device
     i, j = position
     labels = _labels(labels, 1, device)
-    logits = model(codes.to(device)[None], labels)[:, :, i, j]                       # (1, K)
+    with full_precision(device):
+        logits = model(codes.to(device)[None], labels)[:, :, i, j]                   # (1, K)
     groups = _support_groups(support, labels, 1, tuple(codes.shape), model, device)
     support = None if support is None else support.to(device)
     return distribution(_restrict(logits, support, groups, i, j), temperature, top_k)[0].cpu()

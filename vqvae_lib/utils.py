@@ -39,6 +39,25 @@ def _mps_available() -> bool:
     return bool(backend is not None and backend.is_available())
 
 
+# The devices training may autocast on (precision="bf16"); every torch the package allows has autocast there, and
+# the quantizer switches it off there. Not MPS: older torch refuses torch.autocast("mps") even to switch it off.
+AUTOCAST_DEVICES = ("cuda", "cpu")
+
+# Devices without float64 arithmetic (Apple's MPS): sampling, training and evaluation compute in float32 there
+# (``exact_dtype``). Tests add "cpu" to check that nothing puts a float64 tensor on such a device.
+NO_FLOAT64_DEVICES = {"mps"}
+
+
+def has_float64(device: torch.device | str) -> bool:
+    """Whether ``device`` computes in float64 (every device but those in ``NO_FLOAT64_DEVICES``)."""
+    return torch.device(device).type not in NO_FLOAT64_DEVICES
+
+
+def exact_dtype(device: torch.device | str) -> torch.dtype:
+    """The most exact float on ``device``: float64, or float32 where it has none (``has_float64``)."""
+    return torch.float64 if has_float64(device) else torch.float32
+
+
 def set_seed(seed: int) -> torch.Generator:
     """Seed Python, NumPy and PyTorch (all devices); return a CPU generator seeded the same."""
     random.seed(seed)
