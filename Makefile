@@ -1,10 +1,10 @@
 # The README's commands. Everything runs in one environment, .venv, created on first use, with the library and
-# its extras for the course (Jupyter Lab, widgets), the OASIS-1 converter and the tests (pyproject.toml).
+# its extras for the course (Jupyter Lab, widgets), the OASIS-1 converter, the tests and the website (pyproject.toml).
 # CONSTRAINTS=constraints.txt installs the exact versions CI ran with (make tutorial CONSTRAINTS=constraints.txt).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= course,oasis,dev
+EXTRAS ?= course,oasis,dev,site
 CONSTRAINTS ?=
 # a pinned install has its own stamp: asking for the constraints installs them even where .venv is up to date
 STAMP := $(VENV)/.installed$(if $(CONSTRAINTS),-pinned)-stamp
@@ -12,7 +12,7 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 # make tutorial runs the class profile unless VQVAE_PROFILE is set (VQVAE_PROFILE=smoke make tutorial)
 TUTORIAL_PROFILE := $(or $(VQVAE_PROFILE),class)
 
-.PHONY: install tutorial test lint lab notebooks benchmarks clean-data constraints
+.PHONY: install tutorial test lint lab notebooks benchmarks clean-data constraints site slides site-check
 
 install: $(STAMP)
 
@@ -43,6 +43,19 @@ lint: $(STAMP)
 
 lab: $(STAMP)
 	$(PY) -m jupyter lab notebooks
+
+# The course website in build/site/ (Sphinx + myst-nb over the committed notebooks, nothing executed), with the
+# slide decks; open build/site/index.html. site-check opens every page and deck in headless Chromium (Playwright,
+# from any environment: PLAYWRIGHT_PYTHON=/path/to/python; skipped without a browser) and screenshots them.
+slides: $(STAMP)
+	$(PY) tools/build_slides.py
+
+site: slides
+	$(PY) tools/build_site.py
+
+PLAYWRIGHT_PYTHON ?= $(PY)
+site-check: site
+	$(PLAYWRIGHT_PYTHON) tools/site_in_browser.py
 
 # Maintainers: re-execute the committed notebooks in place, in the class profile.
 notebooks: $(STAMP)

@@ -112,7 +112,7 @@ def test_environment_yml_installs_the_project_with_the_makefile_extras():
     listed = [line.split("#")[0].strip()[2:] for line in lines if line.strip().startswith("- ")]
     extras = re.search(r"^EXTRAS \?= (\S+)$", (ROOT / "Makefile").read_text(), re.M).group(1)
     assert listed == ["python=3.11", "pip", "pip:", f"-e .[{extras}]"]
-    assert set(extras.split(",")) == set(project["optional-dependencies"]) == {"course", "oasis", "dev"}
+    assert set(extras.split(",")) == set(project["optional-dependencies"]) == {"course", "oasis", "dev", "site"}
     assert not {"jupyterlab", "ipywidgets", "nibabel"} & _names(project["dependencies"])
     assert "torch==2.13.0" not in (ROOT / "pyproject.toml").read_text()
 
