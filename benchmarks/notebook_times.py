@@ -2,6 +2,7 @@
 
     python benchmarks/notebook_times.py                  # class profile, every notebook in order
     python benchmarks/notebook_times.py --profile smoke  # a quick check of the script itself
+    python benchmarks/notebook_times.py --profile pretrained   # the notebooks on the course models (PRETRAINED)
 
 Runs the notebooks in order, as a student's first ``make tutorial`` does, with ``jupyter nbconvert --execute``
 in a fresh ``VQVAE_HOME`` (build/notebook-times/home: no data cache, no trained runs, no code maps, so the
@@ -65,7 +66,7 @@ def run_notebook(notebook: Path, out_dir: Path, env: dict) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--profile", default="class", choices=("smoke", "class"))
+    parser.add_argument("--profile", default="class", choices=("smoke", "class", "pretrained"))
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's own choice)")
     args = parser.parse_args(argv)
 

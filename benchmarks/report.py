@@ -76,7 +76,7 @@ def command(name: str, r: dict) -> str:
                                      ("--support", s["support"], profile.sampling.support),
                                      ("--labels", s.get("labels") or "training", "training"),
                                      ("--seed", s["seed"], 0), ("--tag", r.get("tag"), None), ("-n", s["n"], 256)):
-            if value != default:
+            if value != default and not (r["variant"] == "course" and flag.endswith("-minutes")):   # steps, not minutes
                 words.append(f"{flag} {value:g}" if isinstance(value, float) else f"{flag} {value}")
         return "python benchmarks/sample_quality.py " + " ".join(words)
     if "eval" in r:

@@ -5,6 +5,7 @@
     python benchmarks/sample_quality.py --data default --variant no-position        # the prior without position
     python benchmarks/sample_quality.py --data default --variant position --prior-minutes 20
     python benchmarks/sample_quality.py --data default --variant class --top-k 32   # another sampling setting
+    python benchmarks/sample_quality.py --data default --variant course             # the course models, loaded
 
 Every variant is the class profile (``get_profile("class")``) with the changes ``VARIANTS`` names, sampled with the
 profile's settings (``profile.sampling``) unless ``--temperature`` / ``--top-k`` / ``--support`` say otherwise.
@@ -41,6 +42,7 @@ PROFILE = get_profile("class")   # every variant starts from it; its sampling se
 # name -> (changes to the class profile's VQVAEConfig, to its PixelCNNConfig, to its prior_train, to its vqvae_train)
 VARIANTS = {
     "class": ({}, {}, {}, {}),               # the class profile; at the class budget: the notebooks' own runs
+    "course": ({}, {}, {}, {}),              # the course models of pretrained/default/ (built-in data), loaded
     "position": ({}, {}, {}, {}),            # the same settings in runs/sample-quality/: a second training of them
     "no-position": ({}, {"position": False}, {}, {}),
     "k128": ({"codebook_size": 128}, {}, {}, {}),
@@ -128,9 +130,20 @@ def main(argv: list[str] | None = None) -> int:
         vq_dir = prior_dir = pipeline.default_run_dir(profile, source)  # the notebooks' own class-profile runs
 
     started = time.perf_counter()
-    vq = pipeline.train_vqvae(source, vq_dir, vq_cfg, vq_train, profile.image_size, device=device, progress=False)
-    prior_fit = pipeline.train_prior(vq_dir / "vqvae.pt", source, prior_dir, prior_cfg, prior_train, device=device,
-                                     progress=False)
+    if args.variant == "course":   # nothing trains: the course models, as the notebooks load them
+        if args.data != "default" or args.tag or (args.vqvae_minutes, args.prior_minutes) != (
+                PROFILE.vqvae_train.minutes, PROFILE.prior_train.minutes):
+            parser.error("--variant course loads the course models (built-in data, trained by steps): no --data "
+                         "kaggle, --tag or --*-minutes")
+        profile = get_profile("pretrained")
+        vq_train, prior_train = profile.vqvae_train, profile.prior_train
+        vq_dir = prior_dir = pipeline.default_run_dir(profile, source)
+        _, vq = pipeline.load_or_train_vqvae(profile, source)
+        _, prior_fit = pipeline.load_or_train_prior(profile, source)
+    else:
+        vq = pipeline.train_vqvae(source, vq_dir, vq_cfg, vq_train, profile.image_size, device=device, progress=False)
+        prior_fit = pipeline.train_prior(vq_dir / "vqvae.pt", source, prior_dir, prior_cfg, prior_train,
+                                         device=device, progress=False)
     vqvae, prior = vq.model, prior_fit.model
     recon = pipeline.evaluation_report(vqvae, source, "test", profile.image_size)
 
@@ -165,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
     scoring_seconds = time.perf_counter() - scored
 
     name = f"sample-quality-{args.data}-{args.variant}"
-    if (args.vqvae_minutes, args.prior_minutes) != (profile.vqvae_train.minutes, profile.prior_train.minutes):
+    if args.variant != "course" and (args.vqvae_minutes, args.prior_minutes) != (profile.vqvae_train.minutes,
+                                                                               profile.prior_train.minutes):
         name += f"-{args.vqvae_minutes:g}+{args.prior_minutes:g}min"
     name += "-" + sampling_name(args.temperature, top_k, args.support, args.support_radius)
     if args.labels == "each" and n_labels:
@@ -184,10 +198,13 @@ def main(argv: list[str] | None = None) -> int:
         "schema": SCHEMA, "name": name, "data": args.data, "variant": args.variant, "tag": args.tag,
         "source": source, "run": str(run),   # the prior's folder (its VQ-VAE: vqvae.pt there or in its parent)
         "split_kind": test.split_kind, "scored_on": f"test split ({len(test)} slices)",
-        "vqvae": {"config": vq_cfg.to_dict(), "minutes": args.vqvae_minutes, "steps": vq.step,
+        # minutes: the budget; for the course models (trained by steps) what their steps took
+        "vqvae": {"config": vqvae.config.to_dict(), "minutes": vq_train.minutes or round(vq.train_seconds / 60, 1),
+                  "steps": vq.step,
                   "precision": vq_train.precision,
                   "train_seconds": round(vq.train_seconds, 1), "test": recon},
-        "prior": {"config": prior.config.to_dict(), "minutes": args.prior_minutes, "steps": prior_fit.step,
+        "prior": {"config": prior.config.to_dict(), "steps": prior_fit.step,
+                  "minutes": prior_train.minutes or round(prior_fit.train_seconds / 60, 1),
                   "train_seconds": round(prior_fit.train_seconds, 1), "precision": prior_train.precision,
                   "test_bits_per_code": test_bits["bits_per_code"],
                   # the training loss at the end (mean of the last 100 steps): against val / test, how far it overfits

@@ -168,9 +168,9 @@ def test_bad_input_is_named(tmp_path, capsys, monkeypatch):
 
 def test_with_minutes_combines_budgets():
     base = pipeline.get_profile("class").vqvae_train
-    assert pipeline.with_minutes(base, 10, None).minutes == 10
-    assert pipeline.with_minutes(base, None, 50).steps == 50 and pipeline.with_minutes(base, None, 50).minutes is None
-    assert pipeline.with_minutes(base, None, None) == base
+    assert base.with_budget(10, None).minutes == 10
+    assert base.with_budget(None, 50).steps == 50 and base.with_budget(None, 50).minutes is None
+    assert base.with_budget(None, None) == base
 
 
 def textured_slices(root, per_class: int = 25, size: int = 16):

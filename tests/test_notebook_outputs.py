@@ -85,7 +85,8 @@ def test_tidy_removes_bars_keeps_results_and_hides_solutions():
 
 def test_each_header_states_the_measured_time_and_memory():
     """The "Runs in" line of every notebook is the record of benchmarks/notebook_times.py (record
-    notebook-times-class), to the tenth of a minute and of a GB: rerun the benchmark, then update the headers."""
+    notebook-times-class, and notebook-times-pretrained for PRETRAINED = True), to the tenth of a minute and of a GB:
+    rerun the benchmark, then update the headers."""
     record = json.loads((ROOT / "benchmarks" / "results" / "notebook-times-class.json").read_text())
     measured = {nb["notebook"]: nb for nb in record["notebooks"]}
     for path in NOTEBOOKS:
@@ -93,3 +94,10 @@ def test_each_header_states_the_measured_time_and_memory():
         nb = measured[path.name]
         assert f"**Runs in:** {nb['seconds'] / 60:.1f} minutes" in header, path.name
         assert f"peak memory {nb['peak_rss_mb'] / 1024:.1f} GB" in header, path.name
+    pretrained = json.loads((ROOT / "benchmarks" / "results" / "notebook-times-pretrained.json").read_text())
+    for nb in pretrained["notebooks"]:   # notebooks 02-05 on the course models (PRETRAINED = True)
+        if nb["notebook"].startswith("01"):
+            continue
+        header = "".join(json.loads((ROOT / "notebooks" / nb["notebook"]).read_text())["cells"][0]["source"])
+        assert (f"With `PRETRAINED = True` (the course models, loaded): {nb['seconds'] / 60:.1f} minutes, peak memory "
+                f"{nb['peak_rss_mb'] / 1024:.1f} GB") in header, nb["notebook"]

@@ -159,7 +159,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _train_config(args) -> tuple[VQVAEConfig, TrainConfig, int]:
     from .data import load_dataset
-    from .pipeline import with_minutes
 
     profile = get_profile(args.profile)
     size = args.image_size or profile.image_size
@@ -176,7 +175,7 @@ def _train_config(args) -> tuple[VQVAEConfig, TrainConfig, int]:
         model_cfg, train_cfg = profile.vqvae, profile.vqvae_train
         if args.recon_loss is not None:
             model_cfg = replace(model_cfg, recon_loss=args.recon_loss)
-    train_cfg = with_minutes(train_cfg, args.minutes, args.steps)
+    train_cfg = train_cfg.with_budget(args.minutes, args.steps)
     return model_cfg, replace(train_cfg, **_train_overrides(args)), size
 
 
@@ -224,10 +223,10 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_train_prior(args) -> int:
-    from .pipeline import throughput, train_prior, with_minutes
+    from .pipeline import throughput, train_prior
 
     profile = get_profile(args.profile)
-    train_cfg = replace(with_minutes(profile.prior_train, args.minutes, args.steps), **_train_overrides(args))
+    train_cfg = replace(profile.prior_train.with_budget(args.minutes, args.steps), **_train_overrides(args))
     device = distributed.setup(get_device(args.device))
     started = time.perf_counter()
     result = train_prior(args.vqvae, args.data, args.out, profile.prior, train_cfg, device=device,

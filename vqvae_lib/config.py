@@ -1,7 +1,9 @@
-"""Every size and step count in one place: model configs and the three profiles.
+"""Every size and step count in one place: model configs and the four profiles.
 
 ``VQVAE_PROFILE`` = ``smoke`` (CI: each notebook under 60 s on 2 CPU cores),
-``class`` (default: each notebook at most 5 minutes on a 2-core laptop CPU) or
+``class`` (default: each notebook at most 5 minutes on a 2-core laptop CPU),
+``pretrained`` (the class profile's sizes; the notebooks load the course models that ship in
+``pretrained/default/`` instead of training: 5000 and 9000 steps, three and ten times the class budgets) or
 ``full`` (best quality, meant for a GPU).
 """
 from __future__ import annotations
@@ -9,10 +11,11 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass, replace
 
-PROFILES = ("smoke", "class", "full")
+PROFILES = ("smoke", "class", "pretrained", "full")
 SUPPORTS = ("none", "position", "label", "depth")   # SamplingConfig.support
 DEFAULT_PROFILE = "class"
 PRECISIONS = ("auto", "fp32", "bf16")
+UNLIMITED_STEPS = 10**9   # the step count of a run that only a time budget stops
 RECON_LOSSES = ("mse", "l1+grad")
 
 
@@ -129,6 +132,14 @@ class TrainConfig:
     channels_last: bool = False   # NHWC memory layout for the convolutions
     compile: bool = False         # torch.compile the model for training
 
+    def with_budget(self, minutes: float | None = None, steps: int | None = None) -> TrainConfig:
+        """This config with a wall-clock budget and/or a step count (what ``--minutes`` / ``--steps`` ask for): a
+        budget alone lets the clock decide (the schedule anneals by elapsed time); neither keeps this budget."""
+        if minutes is not None and steps is None:
+            steps = UNLIMITED_STEPS
+        return replace(self, minutes=minutes if minutes is not None else self.minutes if steps is None else None,
+                       steps=steps if steps is not None else self.steps)
+
     def __post_init__(self):
         if self.steps < 1:
             raise ValueError(f"TrainConfig.steps must be >= 1, got {self.steps}")
@@ -209,6 +220,7 @@ class Profile:
     prior_train: TrainConfig      # ... trained this long
     sampling: SamplingConfig = SamplingConfig()
     description: str = ""
+    course_models: str | None = None   # a folder of the checkout whose trained models the notebooks load instead
 
     def replace(self, **changes) -> Profile:
         return replace(self, **changes)
@@ -243,6 +255,18 @@ def _class() -> Profile:
     )
 
 
+def _pretrained() -> Profile:
+    """The course models: the class profile's VQ-VAE trained 5000 steps and its prior 9000, about 10 and 47 minutes of
+    a 2-core CPU alone (three and ten times the class budgets: clearer anatomy, RESULTS.md "Sample quality against
+    the prior's training time"). Step counts, not minutes, so that they are made again bit for bit
+    (``train-vqvae --profile pretrained``, pretrained/README.md); the notebooks only load them."""
+    base = _class()
+    return base.replace(name="pretrained", vqvae_train=base.vqvae_train.with_budget(steps=5000),
+                        prior_train=base.prior_train.with_budget(steps=9000), course_models="pretrained/default",
+                        description="the course models in pretrained/default, loaded instead of trained (the small "
+                                    "demo models of the experiments still train)")
+
+
 def _full() -> Profile:
     return Profile(
         name="full", image_size=128,
@@ -257,7 +281,7 @@ def _full() -> Profile:
     )
 
 
-_PRESETS = {"smoke": _smoke, "class": _class, "full": _full}
+_PRESETS = {"smoke": _smoke, "class": _class, "pretrained": _pretrained, "full": _full}
 
 
 def profile_name(name: str | None = None) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from . import distributed
+from . import course, distributed
 from .checkpoint import (  # noqa: F401  (load_vqvae and load_prior are part of the pipeline's interface)
     check_prior_vqvae,
     checkpoint_fingerprint,
@@ -99,9 +99,12 @@ def throughput(result: FitResult, batch_size: int) -> float:
 def load_or_train_vqvae(profile: Profile | str | None = None, source: str = "default", *,
                         out_dir: str | Path | None = None, progress: bool = True) -> tuple[VQVAE, FitResult]:
     """The profile's VQ-VAE on ``source``: loaded from runs/<profile>-<source>/vqvae.pt when training
-    has finished there, resumed when it was interrupted, trained from scratch otherwise."""
+    has finished there, resumed when it was interrupted, trained from scratch otherwise. A profile with course
+    models (``pretrained``) loads its course VQ-VAE instead and never trains (``course.load_course_vqvae``)."""
     profile = profile if isinstance(profile, Profile) else get_profile(profile)
     out_dir = Path(out_dir) if out_dir is not None else default_run_dir(profile, source)
+    if profile.course_models:
+        return course.load_course_vqvae(profile, source, out_dir)
     result = train_vqvae(source, out_dir, profile.vqvae, profile.vqvae_train, profile.image_size,
                          progress=progress)
     return result.model, result
@@ -167,14 +170,6 @@ def _image_size_of(model: VQVAE) -> int:
     return size
 
 
-def with_minutes(cfg: TrainConfig, minutes: float | None, steps: int | None) -> TrainConfig:
-    """A wall-clock budget and/or a step count on top of a profile's training config."""
-    if minutes is not None and steps is None:
-        steps = 10**9  # the budget decides; the schedule anneals by elapsed time
-    return replace(cfg, minutes=minutes if minutes is not None else cfg.minutes if steps is None else None,
-                   steps=steps if steps is not None else cfg.steps)
-
-
 def train_prior(vqvae_path: str | Path, source: str, out_dir: str | Path, model_cfg: PixelCNNConfig,
                 train_cfg: TrainConfig, *, device: torch.device | None = None, progress: bool = True,
                 extend: bool = False) -> FitResult:
@@ -222,9 +217,12 @@ def load_or_train_prior(profile: Profile | str | None = None, source: str = "def
                         out_dir: str | Path | None = None, progress: bool = True) -> tuple[torch.nn.Module, FitResult]:
     """The profile's PixelCNN prior on ``source``: runs/<profile>-<source>/prior.pt, over the codes of the
     profile's VQ-VAE in the same folder (which ``load_or_train_vqvae`` loads or trains first); loaded when
-    training has finished, resumed when it was interrupted, trained from scratch otherwise."""
+    training has finished, resumed when it was interrupted, trained from scratch otherwise; the course prior
+    under a profile with course models (``course.load_course_prior``)."""
     profile = profile if isinstance(profile, Profile) else get_profile(profile)
     out_dir = Path(out_dir) if out_dir is not None else default_run_dir(profile, source)
+    if profile.course_models:
+        return course.load_course_prior(profile, source, out_dir)
     load_or_train_vqvae(profile, source, out_dir=out_dir, progress=progress)
     result = train_prior(out_dir / "vqvae.pt", source, out_dir, profile.prior, profile.prior_train,
                          progress=progress)

@@ -495,6 +495,29 @@ def real_ceiling(real: torch.Tensor, train: torch.Tensor, n: int | None = None, 
                    two_sample=two_sample, seed=seed, **options)
 
 
+REPORT_ROWS = (  # (summary key, row title, format) of ``report_table``
+    ("nn_ssim_mean", "NN SSIM", "{:.3f}"),
+    (f"nn_ssim_share_above_{REALISTIC:g}", f"share above {REALISTIC:g}", "{:.0%}"),
+    ("memorised_share", f"memorised (> {MEMORISED:g})", "{:.0%}"),
+    ("border_tissue_samples", "border tissue", "{:.0f}"),
+    ("pairwise_ssim", "pairwise SSIM", "{:.3f}"),
+    ("two_sample_accuracy", "two-sample accuracy", "{:.2f}"),
+    ("depth_agreement", "depth agreement", "{:.0%}"),
+    ("intensity_w1", "intensity W1", "{:.4f}"),
+    ("area_mean", "brain area (share)", "{:.3f}"),
+)
+
+
+def report_table(summaries: dict[str, dict], width: int = 14) -> str:
+    """``SampleReport.summary()`` of a few image sets, {column name: summary}, as a text table of ``REPORT_ROWS``
+    (a measure a set lacks shows "-")."""
+    lines = [f"{'':>20} | " + " | ".join(f"{name:>{width}}" for name in summaries)]
+    for key, title, fmt in REPORT_ROWS:
+        cells = [fmt.format(s[key]) if s.get(key) is not None else "-" for s in summaries.values()]
+        lines.append(f"{title:>20} | " + " | ".join(f"{c:>{width}}" for c in cells))
+    return "\n".join(lines)
+
+
 class SampleFolder(NamedTuple):
     images: torch.Tensor   # (n, 1, S, S) uint8
     records: list[dict]    # what samples.json says about each image (its label, seed, ...); {} without it

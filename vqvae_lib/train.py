@@ -47,6 +47,7 @@ import math
 import random
 import warnings
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from time import perf_counter
@@ -68,7 +69,7 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .config import TrainConfig
-from .utils import set_seed
+from .utils import AUTOCAST_DEVICES, exact_dtype, set_seed
 
 LossFn = Callable[[nn.Module, Tensor, Tensor | None], tuple[Tensor, dict]]  # (model, batch, labels)
 PROBE_STEPS = 12           # a time budget's timing probe: this many timed steps ...
@@ -221,14 +222,14 @@ def _mean_over_ranks(values: list[float], device: torch.device) -> list[float]:
     """The mean of each value over all ranks (the values themselves in a single process)."""
     if not distributed.is_distributed():
         return values
-    return distributed.all_reduce_mean_(torch.tensor(values, dtype=torch.float64, device=device)).tolist()
+    return distributed.all_reduce_mean_(torch.tensor(values, dtype=exact_dtype(device), device=device)).tolist()
 
 
 def _main_value(value: float, device: torch.device) -> float:
     """Rank 0's value on every rank (the value itself in a single process)."""
     if not distributed.is_distributed():
         return value
-    return float(distributed.broadcast_(torch.tensor([value], dtype=torch.float64, device=device)))
+    return float(distributed.broadcast_(torch.tensor([value], dtype=exact_dtype(device), device=device)))
 
 
 def compile_in_place(model: nn.Module) -> None:
@@ -248,9 +249,18 @@ def autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None
     if cfg.precision == "fp32":
         return None
     if cfg.precision == "bf16":
+        if device.type not in AUTOCAST_DEVICES:
+            raise ValueError(f"precision='bf16' (autocast) runs on {' or '.join(AUTOCAST_DEVICES)}, not on "
+                             f"{device.type}: train in fp32 there (precision='fp32' or 'auto')")
         return torch.bfloat16
     cuda_bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
     return torch.bfloat16 if cuda_bf16 else None
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """bf16 autocast on ``device`` when ``dtype`` is set, else no context at all: ``torch.autocast`` is only ever
+    entered on the devices it supports everywhere the package runs (``AUTOCAST_DEVICES``; not MPS)."""
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
 
 def _record(history: dict, values: dict) -> None:
@@ -293,7 +303,7 @@ class _Run:
 
     def stop_reason(self) -> str | None:
         if self.step >= self.planned:
-            return "minutes" if self.cfg.minutes is not None and self.planned < self.cfg.steps else "steps"
+            return finished_reason(self.cfg, self.planned)
         if self.cfg.minutes is not None and self.seconds >= CLOCK_SHARE * self.cfg.minutes * 60:
             return "clock"
         return None
@@ -332,7 +342,7 @@ class _Run:
         if self.cfg.channels_last and batch.ndim == 4:
             batch = batch.contiguous(memory_format=torch.channels_last)
         before = _snapshot_state(self.model)
-        with torch.autocast(self.device.type, dtype=self.dtype or torch.bfloat16, enabled=self.dtype is not None):
+        with autocast(self.device, self.dtype):
             loss, metrics = loss_fn(self.net, batch, labels)
         values = _mean_over_ranks([_scalar(loss), *(_scalar(v) for v in metrics.values())], self.device)
         value, metrics = values[0], dict(zip(metrics, values[1:]))
@@ -427,6 +437,11 @@ class _Run:
         return True
 
 
+def finished_reason(cfg: TrainConfig, planned: int) -> str:
+    """Why a run that reached its ``planned`` steps stopped: "minutes" when a time budget planned them, else "steps"."""
+    return "minutes" if cfg.minutes is not None and planned < cfg.steps else "steps"
+
+
 def _planned_steps(ckpt: dict, path: Path) -> int:
     if "planned_steps" in ckpt:
         return int(ckpt["planned_steps"])
@@ -483,7 +498,7 @@ def plan_steps(run: _Run, loss_fn: LossFn, data: Tensor, labels: Tensor | None, 
         if run.cfg.channels_last and batch.ndim == 4:
             batch = batch.contiguous(memory_format=torch.channels_last)
         start = perf_counter()
-        with torch.autocast(run.device.type, dtype=run.dtype or torch.bfloat16, enabled=run.dtype is not None):
+        with autocast(run.device, run.dtype):
             loss, _ = loss_fn(net, batch, batch_labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
