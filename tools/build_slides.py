@@ -34,7 +34,11 @@ TEMPLATE = """{%- extends 'index.html.j2' -%}
 {%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
 {%- block html_head_css -%}
 <link rel="icon" href="data:,">
-<style>.reveal .jp-OutputArea-output img { max-width: 100%; max-height: 560px; height: auto; }</style>
+<style>
+.reveal .slides section { width: 100%; }
+.reveal .slides section div { min-width: 0; max-width: 100%; }
+.reveal .slides section img { max-width: 100%; max-height: 520px; height: auto; width: auto; }
+</style>
 {%- endblock html_head_css -%}
 {% block footer_js %}
 <script>
@@ -152,6 +156,7 @@ def build() -> list[Path]:
     SLIDES.mkdir(parents=True)
     settings = scripts()
     config = Config({"SlidesExporter": {**settings, "reveal_scroll": True, "reveal_theme": "white",
+                                        "reveal_width": "1280", "reveal_height": "860",   # room for wide figures
                                         "exclude_input": True, "exclude_input_prompt": True,
                                         "exclude_output_prompt": True}})
     templates = ROOT / "build" / "slides-template"
