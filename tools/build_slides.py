@@ -35,9 +35,8 @@ TEMPLATE = """{%- extends 'index.html.j2' -%}
 {%- block html_head_css -%}
 <link rel="icon" href="data:,">
 <style>
-.reveal .slides section { width: 100%; }
-.reveal .slides section div { min-width: 0; max-width: 100%; }
-.reveal .slides section img { max-width: 100%; max-height: 520px; height: auto; width: auto; }
+.reveal .slides section .jp-Cell, .reveal .slides section .jp-OutputArea-output { max-width: 100%; min-width: 0; }
+.reveal .slides section .jp-RenderedImage img { max-width: 100% !important; max-height: 560px; height: auto; }
 </style>
 {%- endblock html_head_css -%}
 {% block footer_js %}
