@@ -10,7 +10,7 @@ import torch
 
 from vqvae_lib import course, pipeline
 from vqvae_lib.checkpoint import config_from, load_checkpoint
-from vqvae_lib.config import PixelCNNConfig, VQVAEConfig, get_profile
+from vqvae_lib.config import PixelCNNConfig, Profile, VQVAEConfig, get_profile
 from vqvae_lib.prior import evaluate_prior
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,42 +71,39 @@ def copy_course(tmp_path: Path) -> Path:
     return folder
 
 
-def test_a_course_vqvae_of_other_code_is_refused_by_name(tmp_path):
+def course_with(tmp_path: Path, change) -> Profile:
+    """The profile ``pretrained`` over a copy of the course models whose VQ-VAE checkpoint ``change`` edited."""
     folder = copy_course(tmp_path)
     ckpt = torch.load(folder / "vqvae.pt", weights_only=True)
-    ckpt["meta"]["config"]["hidden_channels"] = 48          # weights that no longer fit the stored architecture
+    change(ckpt)
     torch.save(ckpt, folder / "vqvae.pt")
-    profile = replace(get_profile("pretrained"), course_models=str(folder))
+    return replace(get_profile("pretrained"), course_models=str(folder))
+
+
+def test_a_course_vqvae_of_other_code_is_refused_by_name(tmp_path):
+    # weights that no longer fit the stored architecture
+    profile = course_with(tmp_path, lambda ckpt: ckpt["meta"]["config"].update(hidden_channels=48))
     with pytest.raises(course.CourseModelError, match=r"course VQ-VAE .*course/vqvae\.pt does not load"):
         pipeline.load_or_train_vqvae(profile, out_dir=tmp_path / "run")
 
 
 def test_a_course_vqvae_of_other_built_in_bytes_warns_by_name(tmp_path):
-    folder = copy_course(tmp_path)
-    ckpt = torch.load(folder / "vqvae.pt", weights_only=True)
-    ckpt["fingerprint"] = "another-template"
-    torch.save(ckpt, folder / "vqvae.pt")
-    profile = replace(get_profile("pretrained"), course_models=str(folder))
+    profile = course_with(tmp_path, lambda ckpt: ckpt.update(fingerprint="another-template"))
     with pytest.warns(UserWarning, match=r"course/vqvae\.pt was trained on built-in slices .*another-template"):
         pipeline.load_or_train_vqvae(profile, out_dir=tmp_path / "run")
 
 
 def test_an_unfinished_course_model_is_refused_by_name(tmp_path):
-    folder = copy_course(tmp_path)
-    ckpt = torch.load(folder / "vqvae.pt", weights_only=True)
-    ckpt["step"] = ckpt["planned_steps"] - 1
-    torch.save(ckpt, folder / "vqvae.pt")
-    profile = replace(get_profile("pretrained"), course_models=str(folder))
+    profile = course_with(tmp_path, lambda ckpt: ckpt.update(step=ckpt["planned_steps"] - 1))
     with pytest.raises(course.CourseModelError, match=r"course/vqvae\.pt stopped at step"):
         pipeline.load_or_train_vqvae(profile, out_dir=tmp_path / "run")
 
 
 def test_a_course_prior_of_another_vqvae_is_refused_by_name(tmp_path):
-    folder = copy_course(tmp_path)
-    ckpt = torch.load(folder / "vqvae.pt", weights_only=True)
-    ckpt["history"]["loss"][0] += 1.0                         # another file: another fingerprint
-    torch.save(ckpt, folder / "vqvae.pt")
-    profile = replace(get_profile("pretrained"), course_models=str(folder))
+    def another_file(ckpt):   # another file: another fingerprint
+        ckpt["history"]["loss"][0] += 1.0
+
+    profile = course_with(tmp_path, another_file)
     with pytest.raises(course.CourseModelError, match=r"course prior .*prior\.pt was trained on the codes of another"):
         pipeline.load_or_train_prior(profile, out_dir=tmp_path / "run")
 

@@ -54,12 +54,18 @@ class Quiet(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-def check_page(page, url: str, name: str) -> list[str]:
+def watch(page) -> list[str]:
+    """The list every console error, page error, failed request and 4xx / 5xx answer of ``page`` goes to."""
     problems: list[str] = []
     page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
     page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url} ({r.failure})"))
     page.on("response", lambda r: problems.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
+    return problems
+
+
+def check_page(page, url: str, name: str) -> list[str]:
+    problems = watch(page)
     page.goto(url, wait_until="networkidle")
     page.wait_for_timeout(1500)   # MathJax typesets after load
     state = page.evaluate(PAGE_STATE)
@@ -81,11 +87,7 @@ def check_page(page, url: str, name: str) -> list[str]:
 def check_deck(page, url: str, name: str) -> list[str]:
     """A slide deck: it loads offline, reveal.js starts, and every slide is shown once (a screenshot each); fails
     as a page does, and on a slide whose image did not load or whose math stayed raw TeX."""
-    problems: list[str] = []
-    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
-    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url} ({r.failure})"))
-    page.on("response", lambda r: problems.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
+    problems = watch(page)
     page.goto(url, wait_until="networkidle")
     try:
         page.wait_for_function("() => window.Reveal && Reveal.isReady && Reveal.isReady()", timeout=15000)

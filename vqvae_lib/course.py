@@ -1,6 +1,6 @@
 """The course models: a VQ-VAE and its PixelCNN prior trained once, longer than a class can, and shipped with the
 repository in ``pretrained/default/`` (``pretrained/README.md``: the commands that made them, their sizes; their
-scores: the record ``benchmarks/results/sample-quality-default-course-t0.7-depth.json``). Under
+scores: benchmarks/RESULTS.md, "The course models"). Under
 the ``pretrained`` profile (``PRETRAINED = True`` in a notebook) the pipeline loads them instead of training.
 
 Before use they are copied into the profile's run folder (runs/pretrained-default/, theirs alone), so that the code
@@ -126,8 +126,7 @@ def load_course_vqvae(profile: Profile, source: str, out_dir: Path) -> tuple[tor
 def load_course_prior(profile: Profile, source: str, out_dir: Path) -> tuple[torch.nn.Module, FitResult]:
     """The course prior (with its code support), copied into ``out_dir`` beside the course VQ-VAE and loaded, with
     its training run; refused when it does not load with this code or belongs to another VQ-VAE."""
-    load_course_vqvae(profile, source, out_dir)
-    run = install(profile, source, out_dir, PRIOR_FILES)
+    run = install(profile, source, out_dir, VQVAE_FILES + PRIOR_FILES)   # its VQ-VAE beside it (not loaded here)
     origin, path = course_dir(profile) / "prior.pt", run / "prior.pt"
     with refused_by_name("prior", origin):
         meta = load_checkpoint(path, map_location="cpu")["meta"]
