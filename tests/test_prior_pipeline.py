@@ -162,3 +162,18 @@ def test_load_or_train_prior_trains_once_then_loads(tiny_source):
     quality = compare_priors(vqvae, loaded, train_maps, train_images, real_images, n=2, top_k=5)
     assert set(quality) == {"pixelcnn", "independent", "real"}
     assert all(row["n"] == 2 and -1 <= row["nn_ssim_mean"] <= 1 for row in quality.values())
+
+
+def test_a_prior_variant_trains_its_steps_beside_the_profile_vqvae_then_loads(tiny_source):
+    quick = TrainConfig(batch_size=4, steps=3, warmup_steps=0, eval_every=0, checkpoint_every=0)
+    profile = get_profile("smoke").replace(image_size=16, vqvae_train=quick, prior_train=quick)
+    run = pipeline.load_or_train_prior_variant(profile, str(tiny_source), "layers-2", steps=4, n_layers=2,
+                                               progress=False)
+    folder = pipeline.default_run_dir(profile, str(tiny_source))
+    assert (folder / "vqvae.pt").is_file() and (folder / "prior-variants" / "layers-2" / "prior.pt").is_file()
+    assert run.step == 4 and run.model.config.n_layers == 2 and run.model.config.channels == profile.prior.channels
+    again = pipeline.load_or_train_prior_variant(profile, str(tiny_source), "layers-2", steps=4, n_layers=2,
+                                                 progress=False)
+    assert again.start_step == 4 and not (folder / "prior.pt").exists()    # loaded; the profile's prior untouched
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        pipeline.load_or_train_prior_variant(profile, str(tiny_source), "none", steps=0)

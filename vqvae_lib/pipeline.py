@@ -229,6 +229,22 @@ def load_or_train_prior(profile: Profile | str | None = None, source: str = "def
     return result.model, result
 
 
+def load_or_train_prior_variant(profile: Profile | str | None, source: str, name: str, *, steps: int,
+                                progress: bool = True, **model_changes) -> FitResult:
+    """A small side experiment: the profile's prior with ``model_changes`` (e.g. ``n_layers=2``), trained ``steps``
+    steps on the code maps of the profile's VQ-VAE (loaded or trained first); kept in
+    runs/<profile>-<source>/prior-variants/<name>, so a second call loads it."""
+    profile = profile if isinstance(profile, Profile) else get_profile(profile)
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    run_dir = default_run_dir(profile, source)
+    load_or_train_vqvae(profile, source, out_dir=run_dir, progress=progress)
+    train_cfg = replace(profile.prior_train.with_budget(steps=steps),
+                        warmup_steps=min(profile.prior_train.warmup_steps, steps // 5))
+    return train_prior(run_dir / "vqvae.pt", source, run_dir / "prior-variants" / name,
+                       replace(profile.prior, **model_changes), train_cfg, progress=progress)
+
+
 def profile_code_maps(profile: Profile | str | None = None, source: str = "default", split: str = "train", *,
                       out_dir: str | Path | None = None):
     """The ``CodeMaps`` of a split under the profile's VQ-VAE (runs/<profile>-<source>/vqvae.pt, which must

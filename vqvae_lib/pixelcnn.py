@@ -172,18 +172,27 @@ class GatedPixelCNN(CodePrior):
         return self.head(h)
 
 
+def causal_mask(kernel_size: int, mask_type: str) -> torch.Tensor:
+    """The (k, k) mask of 0s and 1s of a masked convolution: 1 on the positions before the centre in raster
+    order (the rows above, and the left part of the centre's row), plus the centre itself for mask "B"."""
+    if mask_type not in ("A", "B"):
+        raise ValueError(f"mask_type must be 'A' or 'B', got {mask_type!r}")
+    if kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be odd and positive (a centre), got {kernel_size}")
+    c = kernel_size // 2
+    mask = torch.ones(kernel_size, kernel_size)
+    mask[c, c + (mask_type == "B"):] = 0   # the centre (mask A) and everything right of it
+    mask[c + 1:] = 0                        # every row below
+    return mask
+
+
 class MaskedConv2d(nn.Conv2d):
     """A k x k convolution that sees only the positions before the centre in raster order (mask "A"),
     or those and the centre (mask "B"). Same-size output (padding k // 2)."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, mask_type: str):
-        if mask_type not in ("A", "B"):
-            raise ValueError(f"mask_type must be 'A' or 'B', got {mask_type!r}")
+        mask = causal_mask(kernel_size, mask_type)
         super().__init__(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
-        c = kernel_size // 2
-        mask = torch.ones(kernel_size, kernel_size)
-        mask[c, c + (mask_type == "B"):] = 0   # the centre (mask A) and everything right of it
-        mask[c + 1:] = 0                        # every row below
         self.register_buffer("mask", mask, persistent=False)
         self.mask_type = mask_type
 
