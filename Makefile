@@ -12,7 +12,7 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
 # make tutorial runs the class profile unless VQVAE_PROFILE is set (VQVAE_PROFILE=smoke make tutorial)
 TUTORIAL_PROFILE := $(or $(VQVAE_PROFILE),class)
 
-.PHONY: install tutorial test lint lab notebooks benchmarks clean-data constraints site slides site-check
+.PHONY: install tutorial test lint lab notebooks benchmarks clean-data constraints site slides site-check student
 
 install: $(STAMP)
 
@@ -32,17 +32,27 @@ tutorial: $(STAMP)
 	done
 	@echo "Executed notebooks are in build/notebooks/, figures in figures/."
 
-# Unit tests, then every notebook under nbval in the smoke profile.
+# Unit tests, then every notebook under nbval in the smoke profile: the committed (teacher) edition, then the
+# student edition with its stubs.
 test: $(STAMP)
 	$(PY) -m ruff check vqvae_lib tests benchmarks tools
 	VQVAE_PROFILE=smoke $(PY) -m pytest tests
 	VQVAE_PROFILE=smoke $(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=600 notebooks
+	$(PY) tools/student_edition.py $(NOTEBOOKS) --out build/student
+	VQVAE_PROFILE=smoke $(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=600 build/student
+
+# The student edition in build/student/: the notebooks with every solution replaced by a stub that raises
+# NotImplementedError("your turn") (tools/student_edition.py); the committed notebooks are the teacher edition.
+student: $(STAMP)
+	$(PY) tools/student_edition.py $(NOTEBOOKS) --out build/student
 
 lint: $(STAMP)
 	$(PY) -m ruff check vqvae_lib tests benchmarks tools
 
+# make lab LAB_DIR=build/student opens the student edition (make student)
+LAB_DIR ?= notebooks
 lab: $(STAMP)
-	$(PY) -m jupyter lab notebooks
+	$(PY) -m jupyter lab $(LAB_DIR)
 
 # The course website in build/site/ (Sphinx + myst-nb over the committed notebooks, nothing executed), with the
 # slide decks; open build/site/index.html. site-check opens every page and deck in headless Chromium (Playwright,

@@ -62,7 +62,7 @@ def test_objectives_summary_and_where_the_solutions_are(notebook):
     assert "**You will learn to**" in text[0]
     assert any(t.startswith("## Summary") for t in text)
     exercises = [t for t in text if t.startswith("## Exercises")]
-    assert len(exercises) == 1 and "collapsed cells below" in exercises[0]
+    assert len(exercises) == 1 and "in the cells below, collapsed" in exercises[0]
 
 
 def test_tidy_removes_bars_keeps_results_and_hides_solutions():
@@ -73,13 +73,15 @@ def test_tidy_removes_bars_keeps_results_and_hides_solutions():
     figure = {"output_type": "display_data", "data": {"image/png": "iVBOR", "text/plain": "<Figure size 1x1>"}}
     notebook = {"cells": [
         {"cell_type": "code", "source": "fit()", "metadata": {"execution": {"t": 1}}, "outputs": [bar, result, err]},
-        {"cell_type": "code", "source": "# Solution 1\nx", "metadata": {}, "outputs": [figure]},
+        {"cell_type": "code", "source": "# Solution 1\n### BEGIN SOLUTION\nx\n### END SOLUTION", "metadata": {},
+         "outputs": [figure]},
         {"cell_type": "markdown", "source": "# Solution in prose is not a cell to hide", "metadata": {}}]}
-    assert tidy.tidy(notebook) == 2
+    assert tidy.tidy(notebook, "02_vqvae") == 2
     code, solution, prose = notebook["cells"]
     assert code["outputs"] == [result] and "execution" not in code["metadata"]
     assert solution["outputs"] == [figure] and solution["metadata"]["jupyter"] == {"source_hidden": True,
                                                                                   "outputs_hidden": True}
+    assert solution["metadata"]["nbgrader"]["grade_id"] == "02-solution-1"   # nbgrader's "autograded answer"
     assert prose["metadata"] == {}
 
 
