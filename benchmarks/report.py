@@ -116,30 +116,25 @@ def scored_on(ev: dict) -> str:
     return f"{ev['split']}, {ev['split_kind']} (leakage {ev['leakage_share_ssim_0.9']:.0%})"
 
 
-def headline_rows(records: dict[str, dict]) -> list[str]:
-    """Reconstruction quality of ours and the two baselines, training throughput, sampling speed, data loading."""
-    rows = []
-    for name, r in quality(records).items():
-        ev, tr = r["eval"], r["train"]
-        rows.append([f"{r['data']}, {label(r)}, {budget(name, r)}: SSIM on {ev['n_images']} held-out slices "
-                     f"({scored_on(ev)})", f"**{ev['ssim_mean']:.4f}**, brain SSIM {ev['ssim_brain_mean']:.4f}; "
-                     f"{ev['active_codes']} of 512 codes used, {tr['steps']} steps", cpu(r["machine"])])
-    for run in kind(records, "throughput-").values():
-        for model, unit in (("vqvae", "images/s"), ("prior", "code maps/s")):
-            rows.append([f"training throughput, {model}, {run['device']} ({unit})", "; ".join(
-                f"{t['variant']} {t['rate']:.0f}" for t in run["records"] if t["model"] == model), cpu(run["machine"])])
+def summary_rows(records: dict[str, dict]) -> list[str]:
+    """The README's table: reconstruction against the baselines (built-in data, 10 minutes), the class pair's samples
+    against the real ceiling, sampling speed."""
+    rows = [[f"reconstruction, {label(r)}, {budget(n, r)}: SSIM on held-out subjects",
+             f"**{r['eval']['ssim_mean']:.3f}**; {r['eval']['active_codes']} of 512 codes used", cpu(r["machine"])]
+            for n, r in quality(records).items() if r["data"] == "default" and n.endswith("-10min")]
+    for r in samples(records).values():
+        if r["data"] == "default" and r["variant"] == "class" and at_profile_settings(r) and r["sampling"]["seed"] == 0:
+            s, real, recon = r["samples"], r["real"], r["decoder"]
+            rows.append([f"samples of the class pair ({r['vqvae']['minutes']:g} + {r['prior']['minutes']:g} min), "
+                         f"{s['n']} of them: NN SSIM", f"**{s['nn_ssim_mean']:.3f}**; real test slices "
+                         f"{real['nn_ssim_mean']:.3f}", cpu(r["machine"])])
+            rows.append(["... two-sample accuracy of a critic (0.5: cannot tell them from real slices)",
+                         f"**{s['two_sample_accuracy']:.2f}**; real slices {real['two_sample_accuracy']:.2f}, their "
+                         f"reconstructions {recon['two_sample_accuracy']:.2f}", cpu(r["machine"])])
     for s in kind(records, "sampler-").values():
-        h, w = s["latent_shape"][-2:]
-        rows.append([f"sampling {s['n']} code maps of {h}x{w} ({s['profile']} prior, {s['threads']} threads)",
-                     f"fast sampler **{s['fast_seconds']} s**" + (f", naive {s['naive_seconds']} s ({s['speedup']}x, "
-                     f"identical maps: {s['identical']})" if "naive_seconds" in s else "") + "".join(
-                         f"; {k[:-8].replace('_', ' ')} {v} s" for k, v in s.items() if k.endswith("median_seconds")),
-                     cpu(s["machine"])])
-    for d in kind(records, "data-loading").values():
-        rows.append([f"loading {d['slices']:,} slices of {d['file_size']}x{d['file_size']} (OASIS-sized)",
-                     f"{d['decode_seconds']} s decoding, **{d['cached_seconds']} s** from the cache",
-                     cpu(d["machine"])])
-    return table(["what", "number", "CPU"], rows)
+        rows.append([f"sampling {s['n']} code maps, {s['profile']} prior, {s['threads']} threads",
+                     f"**{s['fast_seconds']} s**, {s['speedup']}x faster than the naive sampler", cpu(s["machine"])])
+    return table(["what", "measured", "CPU"], rows)
 
 
 def reconstruction_rows(records: dict[str, dict]) -> list[str]:
@@ -247,20 +242,19 @@ COLUMNS = [("nn_ssim_mean", "NN SSIM (>= 0.70)"), ("nn_ssim_share_above_0.6", "s
            ("two_sample_accuracy", "two-sample acc. (<= 0.80)"), ("depth_agreement", "depth agreement (>= 70 %)")]
 
 
-def sample_rows(records: dict[str, dict], full: bool = True) -> list[str]:
-    """Every sample-quality record: samples (real test slices, reconstructions); ``full``: with record and command."""
+def sample_rows(records: dict[str, dict]) -> list[str]:
+    """Every sample-quality record: samples (real test slices, reconstructions), with its record and command."""
     rows = []
     for name, r in samples(records).items():
         vq, prior = r["vqvae"], r["prior"]
         cells = [f"**{value(r['samples'], k)}** ({value(r['real'], k)}, recon {value(r['decoder'], k)})"
                  for k, _ in COLUMNS]
-        rows.append([*([f"`{name}`"] if full else []), f"{DATA[r['data']]} ({r['split_kind']})", r["variant"],
-                     sampling_text(r), f"{vq['minutes']:g} + {prior['minutes']:g} ({vq['steps']} + {prior['steps']})",
-                     *([f"{vq['test']['ssim_mean']:.3f}", f"{prior['test_bits_per_code']:.2f}"] if full else []),
-                     *cells, *([measured(r), f"`{command(name, r)}`"] if full else [])])
-    return table([*(["record"] if full else []), "data", "variant", "sampling", "VQ-VAE + prior minutes (steps)",
-                  *(["recon SSIM (test)", "prior bits/code (test)"] if full else []), *(t for _, t in COLUMNS),
-                  *(["measured", "command"] if full else [])], rows)
+        rows.append([f"`{name}`", f"{DATA[r['data']]} ({r['split_kind']})", r["variant"], sampling_text(r),
+                     f"{vq['minutes']:g} + {prior['minutes']:g} ({vq['steps']} + {prior['steps']})",
+                     f"{vq['test']['ssim_mean']:.3f}", f"{prior['test_bits_per_code']:.2f}", *cells, measured(r),
+                     f"`{command(name, r)}`"])
+    return table(["record", "data", "variant", "sampling", "VQ-VAE + prior minutes (steps)", "recon SSIM (test)",
+                  "prior bits/code (test)", *(t for _, t in COLUMNS), "measured", "command"], rows)
 
 
 def cue_rows(records: dict[str, dict]) -> list[str]:
@@ -367,8 +361,7 @@ def notebook_rows(records: dict[str, dict]) -> list[str]:
     return out
 
 
-BLOCKS = {"headline": headline_rows, "notebook-times": notebook_rows, "generation-status": status_rows,
-          "sample-quality": lambda records: sample_rows(records, full=False),
+BLOCKS = {"summary": summary_rows, "notebook-times": notebook_rows, "generation-status": status_rows,
           "sample-quality-records": sample_rows, "reconstruction": reconstruction_rows, "critic-cues": cue_rows,
           "critic-measures": measure_rows, "throughput": throughput_rows, "sampler-speed": sampler_rows,
           "data-loading": loading_rows, "dead-codes": dead_code_rows}

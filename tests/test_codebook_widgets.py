@@ -55,6 +55,8 @@ def test_codebook_figures(model, data):
     assert all(isinstance(f, Figure) for f in figs)
     assert len(figs[3].axes) == 3 and len(figs[4].axes) == 2                # slice, code map, its colourbar
     assert all(figure_png(figs[i]).startswith(b"\x89PNG") for i in (2, 8, 10))
+    where = np.asarray(figs[2].axes[0].get_images()[0].get_array())      # (groups, codes): a code's uses over groups
+    assert np.allclose(where.sum(0)[where.sum(0) > 0], 100.0)
     with pytest.raises(ValueError, match="no groups"):
         pc.usage_by_group(cb.stats_from_indices(encoded.indices, K))
 

@@ -78,26 +78,6 @@ def test_prior_figures():
     assert sum(len(ax.get_images()) for ax in figs[2].axes) == 3           # one image per sample
 
 
-def test_sample_quality_comparison_draws_each_variant_and_the_real_ceiling():
-    from vqvae_lib.plotting_prior import QUALITY_PANELS, sample_quality_comparison
-
-    real = {"nn_ssim_mean": 0.8, "nn_ssim_share_above_0.6": 1.0, "pairwise_ssim": 0.5, "two_sample_accuracy": 0.5}
-    records = [{"variant": "a", "samples": {**real, "nn_ssim_mean": 0.4}, "real": real},
-               {"variant": "b", "samples": {**real, "nn_ssim_mean": 0.6}, "real": real}]
-    fig = sample_quality_comparison(records, title="t")
-    axes = fig.axes
-    assert len(axes) == len(QUALITY_PANELS)
-    heights = [patch.get_height() for patch in axes[0].patches]
-    assert heights == [0.4, 0.6]
-    assert [t.get_text() for t in axes[0].get_xticklabels()] == ["a", "b"]
-    dashed = [line.get_ydata()[0] for line in axes[0].lines if line.get_linestyle() == "--"]
-    assert dashed == [0.8]
-    critic_title = [ax.get_title() for ax in axes if ax.get_title().startswith("two-sample")]
-    assert len(critic_title) == 1 and "*" in critic_title[0]       # records of the earlier critic are marked ...
-    new = sample_quality_comparison([{**r, "critic": {"epochs": 24}} for r in records])
-    assert not any("*" in ax.get_title() for ax in new.axes)         # ... records of critics trained to the end not
-
-
 def test_player_keeps_the_position_the_notebook_sets():
     prior, vqvae = tiny_models(n_labels=2)
     player = RasterScanPlayer(prior, vqvae)

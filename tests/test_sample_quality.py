@@ -4,9 +4,7 @@ import pytest
 import torch
 
 from vqvae_lib.sample_quality import (
-    CRITIC,
     MEMORISED,
-    WEAK_CRITIC_NOTE,
     border_tissue,
     critic,
     depth_agreement,
@@ -19,16 +17,12 @@ from vqvae_lib.sample_quality import (
     pairwise_ssim,
     random_pairs,
     real_ceiling,
-    record_cell,
-    records_table,
     save_samples,
     separability,
     share_above,
     slice_measures,
     two_sample_accuracies,
     two_sample_accuracy,
-    weak_critic,
-    weak_note,
 )
 
 
@@ -232,21 +226,6 @@ def test_every_critic_learns_a_faint_difference():
     assert min(two_sample_accuracies(real * 0.9, other_real, 3)) > 0.75
 
 
-def test_records_of_the_earlier_critic_are_marked():
-    summary = {"nn_ssim_mean": 0.7, "two_sample_accuracy": 0.8}
-    old = {"variant": "a", "prior": {"steps": 5}, "samples": summary, "real": summary}
-    new = {**old, "variant": "b", "critic": CRITIC}
-    assert weak_critic(old) and not weak_critic(new)
-    assert record_cell(old, "samples", "two_sample_accuracy", "{:.2f}") == "0.80*"
-    assert record_cell(new, "samples", "two_sample_accuracy", "{:.2f}") == "0.80"
-    assert record_cell(old, "samples", "nn_ssim_mean", "{:.3f}") == "0.700"          # only the critic's score
-    assert record_cell(new, "prior", "test_bits_per_code", "{:.2f}") == "-"
-    assert weak_note([new]) == "" and weak_note([new, old]) == WEAK_CRITIC_NOTE
-    table = records_table([new, old])
-    assert table.endswith(WEAK_CRITIC_NOTE) and "0.80*" in table
-    assert WEAK_CRITIC_NOTE not in records_table([new])
-
-
 def test_a_critic_score_is_the_mean_of_critics_with_successive_seeds(train):
     samples, real = brains(20, seed=9), brains(20, seed=10)
     runs = two_sample_accuracies(samples, real, 3, seed=4)                  # 5 folds, as measure uses
@@ -317,19 +296,3 @@ def test_saved_samples_load_back_with_their_records(tmp_path):
         load_samples(tmp_path / "t")
     with pytest.raises(ValueError, match="no PNG"):
         load_samples(tmp_path / "s" / "..")
-
-
-def test_records_table_has_a_row_per_record_and_the_real_ceiling_last():
-    def record(variant, nn, steps):
-        return {"variant": variant, "prior": {"steps": steps, "test_bits_per_code": 3.2149}, "critic": CRITIC,
-                "samples": {"nn_ssim_mean": nn, "nn_ssim_share_above_0.6": 0.5, "border_tissue_samples": 2,
-                            "pairwise_ssim": 0.5, "two_sample_accuracy": 0.9, "depth_agreement": None},
-                "real": {"nn_ssim_mean": 0.806, "nn_ssim_share_above_0.6": 1.0, "border_tissue_samples": 0,
-                         "pairwise_ssim": 0.524, "two_sample_accuracy": 0.51, "depth_agreement": 0.96}}
-
-    lines = records_table([record("position", 0.6454, 857), record("prior-b4", 0.6337, 1496)]).splitlines()
-    assert len(lines) == 4 and "NN SSIM" in lines[0]
-    assert lines[1].split()[0] == "position" and "857" in lines[1] and "0.645" in lines[1] and "3.21" in lines[1]
-    assert lines[2].split()[0] == "prior-b4" and "1496" in lines[2] and "0.634" in lines[2]
-    assert lines[1].rstrip().endswith("-")                   # no depth agreement in the record: "-"
-    assert lines[3].startswith("real slices") and "0.806" in lines[3] and "96%" in lines[3]

@@ -1,5 +1,6 @@
 """Build the course website into build/site/: the README as the home page, the five notebooks as committed (nothing
-is executed), the teacher's guide, the glossary, the results and the course models' README, with Sphinx and myst-nb.
+is executed), the teacher's guide, the glossary, the data, command-line and scaling guides, the results and the course
+models' README, with Sphinx and myst-nb.
 
     python tools/build_site.py      # make site runs this; open build/site/index.html
 
@@ -29,6 +30,7 @@ NPM = ROOT / "build" / "npm"        # packages from the npm registry (MathJax, r
 MATHJAX = "mathjax@3.2.2"
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 PAGES = {"docs/teaching.md": "For teachers", "docs/glossary.md": "For teachers",
+         "docs/data.md": "Going further", "docs/cli.md": "Going further", "docs/scaling.md": "Going further",
          "benchmarks/RESULTS.md": "Results", "pretrained/README.md": "Results"}
 # the figure each widget's notebook saves of the widget's first view: the site's stand-in for the live widget
 WIDGET_FIGURES = {"SliceBrowser": "01_slice_browser.png", "CodeExplorer": "03_code_explorer.png",

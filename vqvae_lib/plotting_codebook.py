@@ -105,27 +105,28 @@ def usage_histogram(stats: CodebookStats, order: str = "sorted", highlight: int 
 
 
 def usage_by_group(stats: CodebookStats, top: int = 48, title: str = "") -> Figure:
-    """Heatmap of the ``top`` most used codes' share in each group (rows: slice depth or class), and the
-    perplexity of each group's codes."""
+    """Where each of the ``top`` most used codes is used: a heatmap whose column for a code shows the share of its
+    uses that fall in each group (rows: slice depth or class), so a code of one depth lights up in its rows and a
+    code used everywhere (the background) spreads over all of them; beside it, the perplexity of each group's codes."""
     if stats.by_group is None:
         raise ValueError("these statistics have no groups: pass groups to codebook_stats / stats_from_indices")
     by_group = _numpy(stats.by_group).astype(np.float64)  # (G, K)
     codes = np.argsort(-_numpy(stats.counts), kind="stable")[:top]
-    share = 100.0 * by_group[:, codes] / np.maximum(by_group.sum(1, keepdims=True), 1)  # (G, top)
+    share = 100.0 * by_group[:, codes] / np.maximum(by_group[:, codes].sum(0, keepdims=True), 1)  # (G, top)
     p = by_group / np.maximum(by_group.sum(1, keepdims=True), 1)
     group_perplexity = np.exp2(-(p * np.log2(np.where(p > 0, p, 1))).sum(1))  # (G,)
     G = len(by_group)
     fig = Figure(figsize=(11, 2.2 + 0.22 * G), layout="constrained")
     ax_map, ax_ppl = fig.subplots(1, 2, width_ratios=[4, 1], sharey=True)
     image = ax_map.imshow(share, aspect="auto", cmap="viridis", interpolation="nearest")
-    fig.colorbar(image, ax=ax_map, label="% of the group's positions", location="bottom", shrink=0.4, aspect=30)
+    fig.colorbar(image, ax=ax_map, label="% of the code's uses", location="right", shrink=0.6, pad=0.01)
     step = max(1, len(codes) // 24)
     ax_map.set_xticks(np.arange(0, len(codes), step), [str(c) for c in codes[::step]], fontsize=7, rotation=90)
     ax_map.set_yticks(np.arange(G), stats.group_names, fontsize=7)
     ax_map.set(xlabel=f"the {len(codes)} most used codes (most used first)", ylabel=stats.group_by or "group")
     ax_ppl.barh(np.arange(G), group_perplexity, color="C0")
     ax_ppl.set(xlabel="perplexity", title="perplexity per group")
-    fig.suptitle(title or f"code use by {stats.group_by or 'group'}")
+    fig.suptitle(title or f"where each code is used, by {stats.group_by or 'group'}")
     return fig
 
 

@@ -10,7 +10,6 @@ from matplotlib.figure import Figure
 
 from .plotting import _gray, _smooth
 from .plotting_codebook import CODE_CMAP, code_colorbar, code_values
-from .sample_quality import any_weak_critic
 
 VEIL = 0.85  # the grey of positions not sampled yet
 UNSAMPLED = ListedColormap([(VEIL, VEIL, VEIL, 1.0)])
@@ -174,37 +173,4 @@ def raster_strip(image, codes_shape: tuple[int, int], positions: Sequence[int], 
         ax.set_xticks([])
         ax.set_yticks([])
     fig.suptitle(title or "raster-scan sampling (grey: not sampled yet)", fontsize=10)
-    return fig
-
-
-QUALITY_PANELS = (("nn_ssim_mean", "nearest-neighbour SSIM", "higher: more realistic", 0.70),
-                  ("nn_ssim_share_above_0.6", "share of samples above 0.6", "target >= 0.9", 0.90),
-                  ("pairwise_ssim", "pairwise SSIM (diversity)", "close to real", None),
-                  ("two_sample_accuracy", "two-sample accuracy", "lower: harder to tell apart", 0.80))
-
-
-def sample_quality_comparison(records: Sequence[dict], title: str = "") -> Figure:
-    """Bars per prior variant for four sample-quality measures, the real slices' value (the ceiling) as a
-    dashed line and the generation target as a dotted one. ``records``: sample-quality benchmark records
-    (``benchmarks/sample_quality.py``) of one data source, each with "variant", "samples" and "real"."""
-    fig = Figure(figsize=(3.1 * len(QUALITY_PANELS), 3.4), layout="constrained")
-    axes = fig.subplots(1, len(QUALITY_PANELS))
-    names = [r["variant"] for r in records]
-    for ax, (key, name, hint, target) in zip(axes, QUALITY_PANELS):
-        values = [r["samples"].get(key, np.nan) for r in records]
-        bars = ax.bar(range(len(records)), values, color="tab:blue")
-        ax.bar_label(bars, fmt="%.2f", fontsize=8)
-        ceiling = np.nanmean([r["real"].get(key, np.nan) for r in records])
-        ax.axhline(ceiling, color="black", ls="--", lw=1, label=f"real slices {ceiling:.2f}")
-        if target is not None:
-            ax.axhline(target, color="tab:red", ls=":", lw=1, label=f"target {target:g}")
-        ax.set_xticks(range(len(records)), names, rotation=20, fontsize=8)
-        ax.set_ylim(0, 1.05)
-        weak = key == "two_sample_accuracy" and any_weak_critic(records)
-        ax.set_title(f"{name}{'*' if weak else ''}\n({hint})", fontsize=9)
-        if weak:
-            ax.set_xlabel("* the earlier, weaker critic: too low", fontsize=7)
-        ax.legend(fontsize=7, loc="lower right")
-    if title:
-        fig.suptitle(title, fontsize=10)
     return fig

@@ -14,8 +14,7 @@
   (mode collapse); compare it with the pairwise SSIM of real slices.
 - Two-sample test: a small CNN learns to tell samples from real slices; its cross-validated accuracy is
   0.5 when it cannot (the samples pass) and 1 when it always can. The score is the mean of ``CRITIC_REPEATS``
-  critics (seeds), each trained ``CRITIC_EPOCHS`` epochs with a cosine-decayed learning rate. Archived
-  records without a ``critic`` entry were scored by an earlier, weaker critic (``weak_critic``; RESULTS.md).
+  critics (seeds), each trained ``CRITIC_EPOCHS`` epochs with a cosine-decayed learning rate.
 - Intensities: the Wasserstein-1 distance between the intensities of the brain pixels (above
   ``BRAIN_THRESHOLD``) of the samples and of held-out real slices, in intensity units ([0, 1]).
 - Brain area: the fraction of pixels above ``BRAIN_THRESHOLD`` per image, mean and std, vs the real ones.
@@ -48,7 +47,6 @@ from .data import to_grayscale
 from .metrics import ssim
 from .prior import IndependentPrior
 from .sampling import decode, default_labels, sample
-from .utils import checkout_root
 
 BRAIN_THRESHOLD = 0.05   # intensity above which a pixel counts as brain (skull-stripped: background ~0)
 MEMORISED = 0.95         # nearest-neighbour SSIM above which a sample may be a copy of a training slice
@@ -594,98 +592,3 @@ def compare_priors(vqvae, prior, train_maps, train_images: torch.Tensor, real_im
         "independent": sample_quality(decode(vqvae, independent_codes), real_images, train_images),
         "real": sample_quality(real_images[picks[:n]], real_images[picks[n:]], train_images),
     })
-
-
-def benchmark_records(data: str = "default", budget: str | None = None, variants: tuple[str, ...] | None = None,
-                      include_archive: bool = False) -> list[dict]:
-    """The sample-quality records of ``benchmarks/sample_quality.py`` for one data source ("default" or
-    "kaggle"), read from the checkout's benchmarks/results/ (``include_archive``: and from its archive/, the records
-    of settings the course no longer uses):
-    those whose name ends in ``budget`` after the variant (e.g. "t0.7-depth", "3+40min-t0.7-depth"; None: nothing
-    after it); only ``variants`` when given, in that order, else sorted by variant name, the class profile's
-    first. Empty outside a clone of the repository (a plain ``pip install`` has no records): ``no_records``
-    says what to run then."""
-    root = checkout_root()
-    if root is None:
-        return []
-    records = []  # the committed records of this checkout (not of $VQVAE_HOME, which holds data and runs)
-    results = root / "benchmarks" / "results"
-    folders = (results, results / "archive") if include_archive else (results,)
-    for path in sorted(p for folder in folders for p in folder.glob(f"sample-quality-{data}-*.json")):
-        record = json.loads(path.read_text())
-        suffix = path.stem[len(f"sample-quality-{data}-{record['variant']}"):].lstrip("-") or None
-        if suffix == budget:
-            records.append(record)
-    if variants is not None:
-        return sorted((r for r in records if r["variant"] in variants), key=lambda r: variants.index(r["variant"]))
-    return sorted(records, key=lambda r: (r["variant"] != "class", r["variant"]))
-
-
-def no_records(data: str = "default", variants: tuple[str, ...] = ("class",)) -> str:
-    """What to say when ``benchmark_records`` found none."""
-    where = ("this checkout has none of them" if checkout_root() is not None else
-             "they live in a clone of the course repository, not in an installed package")
-    return (f"No sample-quality records of {', '.join(variants)} on the {data} data here: {where} (current ones in "
-            "benchmarks/results/, superseded ones in benchmarks/results/archive/). From a clone, "
-            "python benchmarks/sample_quality.py --help says how to measure a variant (about 10 minutes on a 2-core "
-            "CPU).")
-
-
-# (title, part of the record, key, format): "prior" cells come from the record's prior, the others from its samples
-RECORD_COLUMNS = (("prior steps", "prior", "steps", "{:.0f}"), ("bits/code", "prior", "test_bits_per_code", "{:.2f}"),
-                  ("NN SSIM", "samples", "nn_ssim_mean", "{:.3f}"),
-                  ("share > 0.6", "samples", "nn_ssim_share_above_0.6", "{:.0%}"),
-                  ("border", "samples", "border_tissue_samples", "{:.0f}"),
-                  ("pairwise", "samples", "pairwise_ssim", "{:.3f}"),
-                  ("two-sample", "samples", "two_sample_accuracy", "{:.2f}"),
-                  ("depth", "samples", "depth_agreement", "{:.0%}"))
-
-
-def weak_critic(record: dict) -> bool:
-    """Was this (archived) benchmark record's two-sample score made by the earlier critic (12 epochs at a constant
-    rate, records without ``critic``)? Its scores run too low for samples (RESULTS.md)."""
-    return "critic" not in record
-
-
-WEAK_CRITIC_NOTE = ("* two-sample score of the earlier critic (12 epochs at a constant learning rate), which often "
-                    "failed to learn: too low by 0.1-0.3 for samples (less where already near 1); later records use "
-                    "critics trained to the end")
-
-
-def critic_mark(record: dict, key: str) -> str:
-    """"*" after the measure ``key`` of ``record`` when it is a two-sample score of the earlier critic, else ""."""
-    return "*" if key == "two_sample_accuracy" and weak_critic(record) else ""
-
-
-def any_weak_critic(records) -> bool:
-    """Does any of ``records`` carry a two-sample score of the earlier critic?"""
-    return any(weak_critic(r) for r in records)
-
-
-def record_cell(record: dict, part: str, key: str, fmt: str) -> str:
-    """One measure of a benchmark record (``record[part][key]``, e.g. part "samples", "real" or "decoder") as text:
-    "-" when absent; a two-sample score of the earlier, weaker critic (``weak_critic``) carries a *."""
-    value = record[part].get(key)
-    return "-" if value is None else fmt.format(value) + critic_mark(record, key)
-
-
-def weak_note(records: list[dict]) -> str:
-    """``WEAK_CRITIC_NOTE`` when any of ``records`` has a two-sample score of the earlier critic, else ""."""
-    return WEAK_CRITIC_NOTE if any_weak_critic(records) else ""
-
-
-def records_table(records: list[dict]) -> str:
-    """Benchmark records (``benchmark_records``) as a text table, one row per record (its variant), and a last row
-    for the real test slices of the first record scored the same way (the ceiling; "-" where nothing applies).
-    Two-sample scores of the earlier, weaker critic (``weak_critic``) carry a * and a note under the table."""
-    rows = [(r["variant"], r) for r in records]
-    if records:  # the real slices: their sample measures are the record's "real" part; they have no prior
-        rows.append(("real slices", {**records[0], "prior": {}, "samples": records[0]["real"]}))
-    width = max(len(name) for name, _ in rows + [("real slices", None)])
-    lines = [f"{'':>{width}} | " + " | ".join(f"{title:>11}" for title, *_ in RECORD_COLUMNS)]
-    for name, r in rows:
-        cells = [record_cell(r, part, key, fmt) for _, part, key, fmt in RECORD_COLUMNS]
-        lines.append(f"{name:>{width}} | " + " | ".join(f"{c:>11}" for c in cells))
-    if note := weak_note(records):
-        lines.append(note)
-    return "\n".join(lines)
