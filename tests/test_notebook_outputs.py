@@ -103,3 +103,9 @@ def test_each_header_states_the_measured_time_and_memory():
         header = "".join(json.loads((ROOT / "notebooks" / nb["notebook"]).read_text())["cells"][0]["source"])
         assert (f"With `PRETRAINED = True` (the course models, loaded): {nb['seconds'] / 60:.1f} minutes, peak memory "
                 f"{nb['peak_rss_mb'] / 1024:.1f} GB") in header, nb["notebook"]
+
+
+def test_each_notebook_tells_its_story_in_at_most_2500_words(notebook):
+    """A lesson, not a report: the markdown of a notebook (equations and links counted as they are written)."""
+    words = sum(len("".join(c["source"]).split()) for c in notebook["cells"] if c["cell_type"] == "markdown")
+    assert words <= 2500, f"{words} words of markdown"
