@@ -36,6 +36,14 @@ def test_plotting_functions_return_figures():
     assert plotting.figure_png(figs[0]).startswith(b"\x89PNG")
 
 
+def test_edge_profiles_say_which_candidate_each_loss_prefers():
+    target = [0, 0, 1, 1]
+    candidates = {"A": ([0.1, 0.1, 0.9, 0.9], (0.01, 0.3)), "B": ([0, 0.4, 0.6, 1], (0.04, 0.2))}
+    fig = plotting.edge_profiles(target, candidates, ["squared error", "l1+grad"])
+    assert fig.axes[0].get_title() == "squared error prefers A; l1+grad prefers B"
+    assert len(fig.axes[0].get_lines()) == 3                                # the target and two candidates
+
+
 def test_gray_scales_uint8_and_clips_floats():
     assert plotting._gray(torch.full((1, 2, 2), 255, dtype=torch.uint8)).max() == 1.0
     assert plotting._gray(torch.full((2, 2), 1.2)).max() == 1.0

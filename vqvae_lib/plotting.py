@@ -230,6 +230,26 @@ def score_by_group(groups, values, label: str = "SSIM", group_name: str = "slice
     return fig
 
 
+def edge_profiles(target, candidates: dict[str, tuple], loss_names: Sequence[str]) -> Figure:
+    """One row of pixels across an edge: the ``target`` (n,) and each candidate reconstruction, ``candidates`` =
+    {name: (row (n,), losses)} with ``losses`` one value per name in ``loss_names``; below the plot, which candidate
+    each loss prefers (the lowest value)."""
+    fig = Figure(figsize=(6.4, 4.0), layout="constrained")
+    ax = fig.subplots()
+    x = np.arange(len(target))
+    ax.step(x, np.asarray(target, dtype=float), where="mid", color="black", ls="--", lw=1.5, label="target")
+    for k, (name, (row, losses)) in enumerate(candidates.items()):
+        scores = ", ".join(f"{loss} {value:.3f}" for loss, value in zip(loss_names, losses))
+        ax.step(x, np.asarray(row, dtype=float), where="mid", lw=2.2, color=f"C{k}", label=f"{name}: {scores}")
+    ax.set(xlabel="pixel", ylabel="intensity", ylim=(-0.05, 1.1))
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2))   # below the plot: no line hidden
+    names = list(candidates)
+    prefers = [f"{loss} prefers {names[int(np.argmin([candidates[n][1][i] for n in names]))]}"
+               for i, loss in enumerate(loss_names)]
+    ax.set_title("; ".join(prefers), fontsize=9)
+    return fig
+
+
 def compare_runs(histories: dict[str, dict], metric: str = "active_codes", ylabel: str = "active codes (batch)",
                  reference: float | None = None, reference_label: str | None = None) -> Figure:
     """One metric of several training runs against steps (e.g. EMA vs plain codebook)."""
