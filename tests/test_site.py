@@ -63,6 +63,8 @@ def test_each_deck_has_its_title_and_a_slide_per_tagged_cell():
         assert deck["cells"][0]["source"].startswith("# ")
         figures = [c for c in deck["cells"] if c["cell_type"] == "code"]
         assert all(c["outputs"] and c["metadata"]["transient"]["remove_source"] for c in figures), name
+        titles = [c["source"] for c in deck["cells"] if c["cell_type"] == "markdown"]
+        assert not any(build_slides.EXERCISE in t for t in titles), name   # figures keep their section's title
         for cell in tagged:   # an equation cell brings its equations, not its prose
             if cell["cell_type"] == "markdown":
                 assert "$$" in "".join(cell["source"]), (name, cell["source"][:1])

@@ -25,9 +25,12 @@ from build_site import NOTEBOOKS, OUT, ROOT, npm_package  # noqa: E402
 
 SLIDES = OUT / "slides"
 TAG = "slide"
+EXERCISE = "Write it yourself"
 SCRIPTS = {"reveal.js@4.0.2": "reveal.js", "requirejs@2.3.6": "requirejs", "mathjax@3.2.2": "mathjax",
            "jquery@2.2.4": "jquery"}
 KEEP = {"reveal.js": ("dist", "plugin"), "requirejs": ("require.js",), "mathjax": ("es5",), "jquery": ("dist",)}
+# nbconvert's lab template lays an output out as a table row (prompt, output), which grows to an image's natural width:
+# on a slide the output is a block and the image is capped in pixels of the 1280 x 860 deck, keeping its aspect ratio.
 # nbconvert's reveal template without its mermaid loader (no deck has a diagram; it would load from a CDN), and
 # starting reveal.js with MathJax 3 (the template's start script calls MathJax 2's API on every slide change)
 TEMPLATE = """{%- extends 'index.html.j2' -%}
@@ -36,7 +39,11 @@ TEMPLATE = """{%- extends 'index.html.j2' -%}
 <link rel="icon" href="data:,">
 <style>
 .reveal .slides section .jp-Cell, .reveal .slides section .jp-OutputArea-output { max-width: 100%; min-width: 0; }
-.reveal .slides section .jp-RenderedImage img { max-width: 100% !important; max-height: 560px; height: auto; }
+.reveal .slides section .jp-OutputArea-child,
+.reveal .slides section .jp-OutputArea-output { display: block; width: 100%; }
+.reveal .slides section .jp-OutputPrompt { display: none; }
+.reveal .slides section .jp-RenderedImage img {
+  max-width: 1180px !important; max-height: 560px; width: auto; height: auto; }
 </style>
 {%- endblock html_head_css -%}
 {% block footer_js %}
@@ -98,8 +105,8 @@ def deck(notebook: dict) -> dict:
     section = heading("".join(cells[0]["source"]))   # the notebook's title, until its first section
     for cell in cells:
         source = "".join(cell["source"])
-        if cell["cell_type"] == "markdown" and heading(source):
-            section = heading(source)
+        if cell["cell_type"] == "markdown" and heading(source) and not heading(source).startswith(EXERCISE):
+            section = heading(source)   # a write-it-yourself exercise is not a section a figure belongs to
         if TAG not in cell.get("metadata", {}).get("tags", []):
             continue
         if cell["cell_type"] == "markdown":

@@ -86,7 +86,8 @@ def check_page(page, url: str, name: str) -> list[str]:
 
 def check_deck(page, url: str, name: str) -> list[str]:
     """A slide deck: it loads offline, reveal.js starts, and every slide is shown once (a screenshot each); fails
-    as a page does, and on a slide whose image did not load or whose math stayed raw TeX."""
+    as a page does, and on a slide whose image did not load, reaches past the slide's edge or whose math stayed raw
+    TeX."""
     problems = watch(page)
     page.goto(url, wait_until="networkidle")
     try:
@@ -97,9 +98,10 @@ def check_deck(page, url: str, name: str) -> list[str]:
     stem = name.split("/")[-1].removesuffix(".slides.html")
     for i in range(count):
         page.evaluate(f"() => Reveal.slide({i})")
-        page.wait_for_timeout(400)
+        page.wait_for_timeout(900)   # the slide transition ends before anything is measured
         state = page.evaluate(SLIDE_STATE)
         problems += [f"slide {i + 1}: image did not load" for ok in state["images"] if not ok]
+        problems += [f"slide {i + 1}: an image reaches past the slide's edge" for ok in state["inside"] if not ok]
         if state["rawTex"]:
             problems.append(f"slide {i + 1}: math left as raw TeX")
         page.screenshot(path=str(SCREENS / "slides" / f"{stem}_{i + 1:02d}.png"))
@@ -109,7 +111,10 @@ def check_deck(page, url: str, name: str) -> list[str]:
 
 SLIDE_STATE = r"""() => {
   const s = Reveal.getCurrentSlide();
+  const box = document.querySelector('.reveal').getBoundingClientRect();
   return {images: [...s.querySelectorAll('img')].map(i => i.complete && i.naturalWidth > 0),
+          inside: [...s.querySelectorAll('img')].map(i => { const r = i.getBoundingClientRect();
+            return r.left >= box.left - 1 && r.right <= box.right + 1 && r.bottom <= box.bottom + 1; }),
           rawTex: (s.innerText.match(/\$\$|\\frac\{|\\begin\{/g) || []).length};
 }"""
 
