@@ -156,9 +156,9 @@ def _perplexity_cases() -> list[tuple[str, torch.Tensor, int]]:
             ("a flat list of codes, K = 4", torch.tensor([0, 0, 1, 2, 3, 3, 3, 3]), 4)]
 
 
-def _entropy(indices: torch.Tensor, K: int) -> float:
-    p = code_usage(indices, K).double() / indices.numel()
-    p = p[p > 0]
+def _entropy(counts: torch.Tensor) -> float:
+    """Entropy in nats of a code histogram (K,): unused codes contribute nothing."""
+    p = counts[counts > 0].double() / counts.sum()
     return float(-(p * p.log()).sum())
 
 
@@ -169,10 +169,11 @@ def _perplexity(fn: Callable) -> str:
             got = float(got)
         except (TypeError, ValueError, RuntimeError):
             raise Wrong(f"return one number (a float); got {type(got).__name__} for {what}.") from None
-        want = library_perplexity(indices, K)
+        counts = code_usage(indices, K)   # (K,): counted once, for the answer and for the diagnosis
+        want = perplexity(counts)
         if math.isclose(got, want, rel_tol=1e-4):
             continue
-        H, used = _entropy(indices, K), int(code_usage(indices, K).gt(0).sum())
+        H, used = _entropy(counts), int(counts.gt(0).sum())
         if math.isnan(got):
             raise Wrong(f"NaN for {what}: a code that never occurs has p = 0 and log 0 = -inf. Its term p log p is 0: "
                         "leave unused codes out (or clamp p before the log).")
@@ -247,6 +248,7 @@ DISTRIBUTION_CASES = ((1.0, None), (0.5, None), (2.0, None), (0.7, 3), (1.3, 1),
 
 def _distribution(fn: Callable) -> str:
     logits = 2 * torch.randn(3, 10, generator=torch.Generator().manual_seed(0))   # (B, K)
+    B, K = logits.shape
     for T, top_k in DISTRIBUTION_CASES:
         got = fn(logits.clone(), T, top_k)
         where = f"(temperature={T}, top_k={top_k})"
@@ -258,13 +260,13 @@ def _distribution(fn: Callable) -> str:
         want = distribution(logits, T, top_k).double()
         if _same(got, want):
             continue
-        kept = min(top_k or 10, 10)
+        kept = min(top_k or K, K)
         if _same(got, F.softmax(logits.double() / T, dim=0)):
             raise Wrong(f"softmax over the rows {where}: each row is one distribution over the K codes, dim=-1.")
         if T != 1 and _same(got, distribution(logits * T, 1.0, top_k)):
             raise Wrong(f"the temperature multiplied instead of divided {where}: logits / T, so that T < 1 "
                         "sharpens the distribution and T > 1 flattens it.")
-        if top_k is not None and top_k < 10 and _same(got, distribution(logits, T, None)):
+        if top_k is not None and top_k < K and _same(got, distribution(logits, T, None)):
             raise Wrong(f"top-k ignored {where}: only the top_k likeliest codes may keep a probability; set the "
                         "others to -inf before the softmax.")
         if _same(got, logits.double() / T):
@@ -280,7 +282,7 @@ def _distribution(fn: Callable) -> str:
         if top_k is not None and not torch.all(nonzero == kept):
             raise Wrong(f"rows keep {sorted(set(nonzero.tolist()))} codes {where}; top_k={top_k} keeps exactly "
                         f"{kept} (the logits at least as large as the k-th largest).")
-        if not torch.allclose(got.sum(-1), torch.ones(3, dtype=got.dtype), atol=1e-5):
+        if not torch.allclose(got.sum(-1), torch.ones(B, dtype=got.dtype), atol=1e-5):
             raise Wrong(f"the rows sum to {[round(s, 3) for s in got.sum(-1).tolist()]} {where}, not 1: "
                         "renormalise after removing codes (a softmax over the kept logits does it).")
         raise Wrong(f"not the expected probabilities {where}: softmax(logits / T) over the top_k likeliest codes, "
